@@ -1,0 +1,4 @@
+export * from './keys.js'
+export * from './hash.js'
+export * from './canonical.js'
+export * from './keyfile.js'

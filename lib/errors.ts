@@ -1,0 +1,49 @@
+// One error class for the whole library. Every error carries a stable `code` that callers and tests
+// match on; the message starts with that code so a log line alone says what went wrong.
+
+export class PatchswarmError extends Error {
+  readonly code: string
+
+  constructor (code: string, message: string, options?: { cause?: unknown }) {
+    super(`${code}: ${message}`, options)
+    this.name = 'PatchswarmError'
+    this.code = code
+  }
+
+  // Input and encoding
+  static BAD_ARGUMENT (msg: string, cause?: unknown) { return new PatchswarmError('BAD_ARGUMENT', msg, { cause }) }
+  static BAD_ENCODING (msg: string, cause?: unknown) { return new PatchswarmError('BAD_ENCODING', msg, { cause }) }
+  static NOT_CANONICAL (msg: string) { return new PatchswarmError('NOT_CANONICAL', msg) }
+  static UNSAFE_PATH (msg: string) { return new PatchswarmError('UNSAFE_PATH', msg) }
+
+  // Keys
+  static BAD_KEY_FILE (msg: string, cause?: unknown) { return new PatchswarmError('BAD_KEY_FILE', msg, { cause }) }
+  static INSECURE_KEY_FILE (msg: string) { return new PatchswarmError('INSECURE_KEY_FILE', msg) }
+
+  // Signed documents
+  static BAD_ENVELOPE (msg: string, cause?: unknown) { return new PatchswarmError('BAD_ENVELOPE', msg, { cause }) }
+  static BAD_DOCUMENT (msg: string, cause?: unknown) { return new PatchswarmError('BAD_DOCUMENT', msg, { cause }) }
+  static THRESHOLD_NOT_MET (msg: string) { return new PatchswarmError('THRESHOLD_NOT_MET', msg) }
+  static BAD_ROOT_VERSION (msg: string) { return new PatchswarmError('BAD_ROOT_VERSION', msg) }
+  static VERSION_ROLLBACK (msg: string) { return new PatchswarmError('VERSION_ROLLBACK', msg) }
+  static EXPIRED (msg: string) { return new PatchswarmError('EXPIRED', msg) }
+  static WRONG_PLATFORM (msg: string) { return new PatchswarmError('WRONG_PLATFORM', msg) }
+  static UNRELEASED (msg: string) { return new PatchswarmError('UNRELEASED', msg) }
+  static OUTSIDE_DELEGATION (msg: string) { return new PatchswarmError('OUTSIDE_DELEGATION', msg) }
+
+  // Content
+  static BAD_MANIFEST (msg: string, cause?: unknown) { return new PatchswarmError('BAD_MANIFEST', msg, { cause }) }
+  static HASH_MISMATCH (msg: string) { return new PatchswarmError('HASH_MISMATCH', msg) }
+  static PACKAGE_INCOMPLETE (msg: string) { return new PatchswarmError('PACKAGE_INCOMPLETE', msg) }
+
+  // Resources
+  static NOT_FOUND (msg: string, cause?: unknown) { return new PatchswarmError('NOT_FOUND', msg, { cause }) }
+  static ALREADY_EXISTS (msg: string) { return new PatchswarmError('ALREADY_EXISTS', msg) }
+  static IN_USE (msg: string, cause?: unknown) { return new PatchswarmError('IN_USE', msg, { cause }) }
+  static IO_ERROR (msg: string, cause?: unknown) { return new PatchswarmError('IO_ERROR', msg, { cause }) }
+  static CLOSED (msg: string) { return new PatchswarmError('CLOSED', msg) }
+}
+
+export function isPatchswarmError (err: unknown, code?: string): err is PatchswarmError {
+  return err instanceof PatchswarmError && (code === undefined || err.code === code)
+}

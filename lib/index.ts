@@ -1,0 +1,4 @@
+// The public API of patchswarm. Everything the CLI, the agent and the TUI use is exported here.
+export * from './errors.js'
+export * from './crypto/index.js'
+export * from './store/index.js'
