@@ -1,0 +1,215 @@
+// Receiving a package chunk by chunk into its staging area. The staging files are created at their
+// final sizes; each verified chunk is written to every place it belongs, synced, and then recorded
+// in LevelDB, so after a crash only unrecorded chunks are needed again (recorded ones are re-hashed).
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { PatchswarmError } from '../errors.js'
+import { contentHashHex, writeAtomic } from '../crypto/index.js'
+import { manifestBytes, placementsOf, type Manifest, type Placement } from './manifest.js'
+import { checkTree, locate, readAt, makeWritable } from './tree.js'
+import type { StoreDb } from './store-db.js'
+
+export interface ReceiveProgress {
+  chunks: number
+  chunksDone: number
+  bytes: number
+  bytesDone: number
+  /** Bytes copied from packages already in the store. */
+  bytesCopied: number
+  /** Bytes accepted through putChunk. */
+  bytesReceived: number
+}
+
+/** What a receive needs from its store. */
+export interface ReceiveHost {
+  readonly db: StoreDb
+  findLocal (hash: string): Promise<Buffer | null>
+  install (stageRoot: string, digest: string, m: Manifest): Promise<void>
+  track<T> (op: Promise<T>): Promise<T>
+  assertOpen (): void
+}
+
+export class PackageReceive {
+  readonly digest: string
+  readonly manifest: Manifest
+  private readonly host: ReceiveHost
+  private readonly root: string
+  private readonly files: string
+  private readonly byHash = new Map<string, number>()
+  private readonly placements: Placement[][]
+  private readonly have = new Set<number>()
+  private readonly writing = new Map<number, Promise<void>>()
+  private committing: Promise<void> | null = null
+  private done: boolean
+  private copied = 0
+  private received = 0
+
+  constructor (host: ReceiveHost, root: string, digest: string, m: Manifest, done = false) {
+    this.host = host
+    this.root = root
+    this.files = path.join(root, 'files')
+    this.digest = digest
+    this.manifest = m
+    this.done = done
+    m.chunks.forEach((c, i) => this.byHash.set(c.hash, i))
+    this.placements = m.chunks.map(() => [])
+    for (const p of placementsOf(m)) this.placements[p.chunk]!.push(p)
+    if (done) m.chunks.forEach((_, i) => this.have.add(i))
+  }
+
+  /** Creates or re-opens the staging area, keeps what verifies, copies what is local. */
+  async open (): Promise<void> {
+    await fs.mkdir(this.files, { recursive: true })
+    await makeWritable(this.root) // a crash during commit may have left it read-only
+    await writeAtomic(path.join(this.root, 'manifest.json'), manifestBytes(this.manifest), 0o644)
+    for (const d of this.manifest.dirs) await fs.mkdir(locate(this.files, d), { recursive: true })
+    for (const f of this.manifest.files) {
+      const file = locate(this.files, f.path)
+      const fh = await fs.open(file, 'a')
+      try {
+        if ((await fh.stat()).size !== f.size) await fh.truncate(f.size)
+      } finally {
+        await fh.close()
+      }
+    }
+    await this.recheckStaged()
+    await this.copyLocal()
+  }
+
+  /** Hashes (hex) of the chunks still needed. */
+  missing (): string[] {
+    const out: string[] = []
+    this.manifest.chunks.forEach((c, i) => { if (!this.have.has(i)) out.push(c.hash) })
+    return out
+  }
+
+  get progress (): ReceiveProgress {
+    let bytes = 0
+    let bytesDone = 0
+    this.manifest.chunks.forEach((c, i) => {
+      bytes += c.size
+      if (this.have.has(i)) bytesDone += c.size
+    })
+    return { chunks: this.manifest.chunks.length, chunksDone: this.have.size, bytes, bytesDone, bytesCopied: this.copied, bytesReceived: this.received }
+  }
+
+  get committed (): boolean {
+    return this.done
+  }
+
+  /**
+   * Stores a chunk wherever the manifest places it. HASH_MISMATCH, with nothing written, when the
+   * hash is not in the manifest or the bytes do not hash to it. Resolves false if it was already here.
+   */
+  async putChunk (hash: string | Uint8Array, bytes: Uint8Array): Promise<boolean> {
+    this.host.assertOpen()
+    const hex = typeof hash === 'string' ? hash : Buffer.from(hash).toString('hex')
+    const ci = this.byHash.get(hex)
+    if (ci === undefined) throw PatchswarmError.HASH_MISMATCH(`chunk ${hex.slice(0, 16)}… is not part of package ${this.digest.slice(0, 16)}…`)
+    if (contentHashHex(bytes) !== hex) throw PatchswarmError.HASH_MISMATCH(`bytes offered for chunk ${hex.slice(0, 16)}… do not hash to it`)
+    if (this.have.has(ci)) return false
+    const busy = this.writing.get(ci)
+    if (busy) {
+      await busy
+      return false
+    }
+    if (this.done || this.committing) return false
+    const write = this.host.track(this.store(ci, bytes))
+    this.writing.set(ci, write)
+    try {
+      await write
+    } finally {
+      this.writing.delete(ci)
+    }
+    this.received += bytes.length
+    return true
+  }
+
+  /** Verifies the whole package against the manifest and moves it into the store, read-only. */
+  commit (): Promise<void> {
+    if (this.done) return Promise.resolve()
+    this.committing ??= this.host.track(this.finish()).finally(() => { this.committing = null })
+    return this.committing
+  }
+
+  private async finish () {
+    this.host.assertOpen()
+    await Promise.all(this.writing.values())
+    const left = this.manifest.chunks.length - this.have.size
+    if (left > 0) throw PatchswarmError.PACKAGE_INCOMPLETE(`package ${this.digest.slice(0, 16)}… still misses ${left} of ${this.manifest.chunks.length} chunks`)
+    const check = await checkTree(this.files, this.manifest)
+    if (check.first !== null) {
+      // Rotted on disk since it was written: those chunks are needed again.
+      await this.forget(check.bad)
+      throw PatchswarmError.HASH_MISMATCH(`staged package ${this.digest.slice(0, 16)}…: ${check.first}; ${check.bad.size} chunk(s) are missing again`)
+    }
+    await this.host.install(this.root, this.digest, this.manifest)
+    this.done = true
+  }
+
+  private async store (ci: number, bytes: Uint8Array) {
+    await this.writePlacements(ci, bytes)
+    await this.host.db.markStaged(this.digest, this.manifest.chunks[ci]!.hash)
+    this.have.add(ci)
+  }
+
+  private async writePlacements (ci: number, bytes: Uint8Array) {
+    const byFile = new Map<string, Placement[]>()
+    for (const p of this.placements[ci]!) {
+      const list = byFile.get(p.path)
+      if (list) list.push(p)
+      else byFile.set(p.path, [p])
+    }
+    for (const [file, list] of byFile) {
+      const fh = await fs.open(locate(this.files, file), 'r+')
+      try {
+        for (const p of list) await fh.write(bytes, 0, p.size, p.offset)
+        await fh.datasync()
+      } finally {
+        await fh.close()
+      }
+    }
+  }
+
+  // Chunks recorded before a restart: keep those whose every placement still hashes right.
+  private async recheckStaged () {
+    const recorded = await this.host.db.stagedHashes(this.digest)
+    const buf = Buffer.allocUnsafe(this.manifest.chunking.max)
+    const stale: string[] = []
+    for (const hash of recorded) {
+      const ci = this.byHash.get(hash)
+      if (ci === undefined || !(await this.placementsMatch(ci, buf))) stale.push(hash)
+      else this.have.add(ci)
+    }
+    if (stale.length) await this.host.db.unmarkStaged(this.digest, stale)
+  }
+
+  private async placementsMatch (ci: number, buf: Buffer): Promise<boolean> {
+    const { hash, size } = this.manifest.chunks[ci]!
+    for (const p of this.placements[ci]!) {
+      const fh = await fs.open(locate(this.files, p.path), 'r')
+      try {
+        const n = await readAt(fh, buf, size, p.offset)
+        if (n !== size || contentHashHex(buf.subarray(0, n)) !== hash) return false
+      } finally {
+        await fh.close()
+      }
+    }
+    return true
+  }
+
+  private async copyLocal () {
+    for (let ci = 0; ci < this.manifest.chunks.length; ci++) {
+      if (this.have.has(ci)) continue
+      const bytes = await this.host.findLocal(this.manifest.chunks[ci]!.hash)
+      if (!bytes) continue
+      await this.store(ci, bytes)
+      this.copied += bytes.length
+    }
+  }
+
+  private async forget (bad: Set<number>) {
+    for (const ci of bad) this.have.delete(ci)
+    await this.host.db.unmarkStaged(this.digest, [...bad].map((ci) => this.manifest.chunks[ci]!.hash))
+  }
+}

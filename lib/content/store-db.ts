@@ -1,0 +1,87 @@
+// The package store's LevelDB key spaces, as sublevels of whatever database or sublevel it is given:
+//   chunks    `${chunkHash}!${digest}` -> { path, offset, length }   one local copy per package
+//   packages  digest -> { size, files, chunks }                        committed packages
+//   staged    `${digest}!${chunkHash}` -> 1                            chunks durably written to staging
+import type { Database, Sublevel } from '../store/db.js'
+import type { Manifest } from './manifest.js'
+import { placementsOf } from './manifest.js'
+
+export interface ChunkLocation {
+  digest: string
+  path: string
+  offset: number
+  length: number
+}
+
+export interface PackageRecord {
+  digest: string
+  size: number
+  files: number
+  chunks: number
+}
+
+export class StoreDb {
+  readonly chunks: Sublevel
+  readonly packages: Sublevel
+  readonly staged: Sublevel
+
+  constructor (db: Database | Sublevel) {
+    const sub = (name: string) => (db as Database).sublevel<string, unknown>(name, { valueEncoding: 'json' }) as unknown as Sublevel
+    this.chunks = sub('chunks')
+    this.packages = sub('packages')
+    this.staged = sub('staged')
+  }
+
+  async locations (hash: string): Promise<ChunkLocation[]> {
+    const out: ChunkLocation[] = []
+    for await (const [key, value] of this.chunks.iterator({ gt: `${hash}!`, lt: `${hash}~` })) {
+      const v = value as Omit<ChunkLocation, 'digest'>
+      out.push({ digest: key.slice(hash.length + 1), path: v.path, offset: v.offset, length: v.length })
+    }
+    return out
+  }
+
+  async dropLocation (hash: string, digest: string) {
+    await this.chunks.del(`${hash}!${digest}`)
+  }
+
+  async getPackage (digest: string): Promise<PackageRecord | undefined> {
+    return await this.packages.get(digest) as PackageRecord | undefined
+  }
+
+  async listPackages (): Promise<PackageRecord[]> {
+    const out: PackageRecord[] = []
+    for await (const value of this.packages.values()) out.push(value as PackageRecord)
+    return out
+  }
+
+  /** Records a committed package and indexes one placement of each of its chunks, in one batch. */
+  async indexPackage (digest: string, m: Manifest) {
+    const first = new Map<number, ChunkLocation>()
+    for (const p of placementsOf(m)) if (!first.has(p.chunk)) first.set(p.chunk, { digest, path: p.path, offset: p.offset, length: p.size })
+    const ops: Array<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }> = []
+    for (const [ci, loc] of first) ops.push({ type: 'put', key: `${m.chunks[ci]!.hash}!${digest}`, value: { path: loc.path, offset: loc.offset, length: loc.length } })
+    await this.chunks.batch(ops)
+    const record: PackageRecord = { digest, size: m.size, files: m.files.length, chunks: m.chunks.length }
+    await this.packages.put(digest, record, { sync: true } as object)
+  }
+
+  async unindexPackage (digest: string, m: Manifest) {
+    await this.packages.del(digest, { sync: true } as object)
+    await this.chunks.batch(m.chunks.map((c) => ({ type: 'del' as const, key: `${c.hash}!${digest}` })))
+  }
+
+  async stagedHashes (digest: string): Promise<string[]> {
+    const out: string[] = []
+    for await (const key of this.staged.keys({ gt: `${digest}!`, lt: `${digest}~` })) out.push(key.slice(digest.length + 1))
+    return out
+  }
+
+  async markStaged (digest: string, hash: string) {
+    await this.staged.put(`${digest}!${hash}`, 1, { sync: true } as object)
+  }
+
+  async unmarkStaged (digest: string, hashes: Iterable<string>) {
+    await this.staged.batch([...hashes].map((h) => ({ type: 'del' as const, key: `${digest}!${h}` })))
+  }
+}

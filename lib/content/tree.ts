@@ -1,0 +1,114 @@
+// File-system work on a package tree laid out by a manifest: locating entries, reading exact byte
+// ranges, checking (and optionally copying) every chunk against its hash, permissions, removal.
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { PatchswarmError } from '../errors.js'
+import { contentHashHex } from '../crypto/index.js'
+import type { Manifest } from './manifest.js'
+
+/** Absolute location of a manifest path under `root` (paths are already validated). */
+export function locate (root: string, p: string): string {
+  return path.join(root, ...p.split('/'))
+}
+
+/** Reads exactly `length` bytes at `position`; fewer only if the file ends first (returns the count). */
+export async function readAt (fh: fs.FileHandle, buf: Uint8Array, length: number, position: number): Promise<number> {
+  let done = 0
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, position + done)
+    if (bytesRead === 0) break
+    done += bytesRead
+  }
+  return done
+}
+
+export interface TreeCheck {
+  /** Indices (into the chunk table) of chunks found wrong at some placement. */
+  bad: Set<number>
+  /** The first problem, for messages. */
+  first: string | null
+}
+
+/**
+ * Reads every file of `m` under `root` chunk by chunk and compares each chunk's hash. With `copyTo`,
+ * writes exactly the bytes it checked to the same paths under `copyTo` (which must not hold them
+ * yet) and stops at the first bad chunk. Files that are longer than the manifest says are bad.
+ */
+export async function checkTree (root: string, m: Manifest, opts: { copyTo?: string, stopAtFirst?: boolean } = {}): Promise<TreeCheck> {
+  const result: TreeCheck = { bad: new Set(), first: null }
+  const fail = (ci: number, msg: string) => {
+    result.bad.add(ci)
+    result.first ??= msg
+  }
+  const buf = Buffer.allocUnsafe(m.chunking.max)
+  const stop = () => result.first !== null && (opts.stopAtFirst || opts.copyTo !== undefined)
+  if (opts.copyTo) for (const d of m.dirs) await fs.mkdir(locate(opts.copyTo, d))
+  for (const f of m.files) {
+    if (stop()) break
+    let fh: fs.FileHandle
+    try {
+      fh = await fs.open(locate(root, f.path), 'r')
+    } catch (err) {
+      fail(f.chunks[0] ?? -1, `${f.path}: cannot open (${(err as NodeJS.ErrnoException).code})`)
+      for (const ci of f.chunks) result.bad.add(ci)
+      continue
+    }
+    const out = opts.copyTo ? await fs.open(locate(opts.copyTo, f.path), 'wx', 0o600) : null
+    try {
+      let offset = 0
+      for (const ci of f.chunks) {
+        const { hash, size } = m.chunks[ci]!
+        const n = await readAt(fh, buf, size, offset)
+        const bytes = buf.subarray(0, n)
+        if (n !== size || contentHashHex(bytes) !== hash) {
+          fail(ci, `${f.path}: chunk ${ci} at offset ${offset} does not match its hash`)
+          if (stop()) break
+        } else if (out) {
+          await out.write(bytes, 0, n, offset)
+        }
+        offset += size
+      }
+      if (!stop() && (await fh.stat()).size !== f.size) fail(f.chunks.at(-1) ?? -1, `${f.path}: file is ${(await fh.stat()).size} bytes, the manifest says ${f.size}`)
+      if (out) await out.sync()
+    } finally {
+      await fh.close()
+      await out?.close()
+    }
+  }
+  result.bad.delete(-1)
+  return result
+}
+
+export function throwIfBad (check: TreeCheck, what: string) {
+  if (check.first !== null) throw PatchswarmError.HASH_MISMATCH(`${what}: ${check.first}`)
+}
+
+/** Files 0444 (0555 if executable), directories 0555, deepest first, then `root` itself. */
+export async function makeReadOnly (root: string, m: Manifest, includeRoot = true): Promise<void> {
+  for (const f of m.files) await fs.chmod(locate(root, f.path), f.mode === 0o755 ? 0o555 : 0o444)
+  for (const d of [...m.dirs].reverse()) await fs.chmod(locate(root, d), 0o555)
+  if (includeRoot) await fs.chmod(root, 0o555)
+}
+
+/** Owner-writable again, so the tree can be changed or removed (works for any tree). */
+export async function makeWritable (root: string): Promise<void> {
+  let st
+  try {
+    st = await fs.lstat(root)
+  } catch {
+    return
+  }
+  if (st.isSymbolicLink()) return
+  await fs.chmod(root, (st.mode & 0o777) | 0o200)
+  if (st.isDirectory()) for (const name of await fs.readdir(root)) await makeWritable(path.join(root, name))
+}
+
+/** Removes a tree even when parts of it are read-only. */
+export async function removeTree (root: string): Promise<void> {
+  try {
+    await fs.rm(root, { recursive: true, force: true })
+  } catch {
+    await makeWritable(root)
+    await fs.rm(root, { recursive: true, force: true })
+  }
+}
