@@ -4,6 +4,9 @@ import { Command, CommanderError } from 'commander'
 import path from 'node:path'
 import { PatchswarmError } from '../lib/errors.js'
 import { registerKeyCommands } from './commands/keys.js'
+import { registerRootCommands } from './commands/root.js'
+import { registerReleaseCommands } from './commands/release.js'
+import { registerInspectCommand } from './commands/inspect.js'
 
 export interface CliIO {
   stdout (text: string): void
@@ -37,10 +40,14 @@ export function createProgram (ctx: CliContext): Command {
   const program = new Command('patchswarm')
     .description('Peer-to-peer patch distribution with signed packages and signed proof of every install.')
     .version('0.1.0')
+    .enablePositionalOptions() // so `release --version 1.2.3` is the package's version, not ours
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) })
   registerKeyCommands(program, ctx)
+  registerRootCommands(program, ctx)
+  registerReleaseCommands(program, ctx)
+  registerInspectCommand(program, ctx)
   for (const cmd of program.commands) inheritSettings(cmd, ctx)
   return program
 }

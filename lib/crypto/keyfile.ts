@@ -48,10 +48,16 @@ export async function readSecretKeyFile (file: string): Promise<KeyPair & { name
 
 /** Reads a public key file, or the public half of a secret key file. */
 export async function readPublicKeyFile (file: string): Promise<PublicKeyInfo> {
+  const { publicKey, keyid, name } = await readKeyFile(file)
+  return { keyid, publicKey, ...(name ? { name } : {}) }
+}
+
+/** Either kind of key file; `secretKey` is there when the file holds one. */
+export async function readKeyFile (file: string): Promise<PublicKeyInfo & { secretKey?: Buffer }> {
   const { doc } = await readKeyDoc(file)
   if (doc.type === SECRET_TYPE) {
     const kp = await readSecretKeyFile(file)
-    return { keyid: keyIdOf(kp.publicKey), publicKey: kp.publicKey, ...(kp.name ? { name: kp.name } : {}) }
+    return { keyid: keyIdOf(kp.publicKey), ...kp }
   }
   if (doc.type !== PUBLIC_TYPE || doc.algorithm !== 'ed25519') throw PatchswarmError.BAD_KEY_FILE(`${file} is not a patchswarm key file`)
   if (!isKeyId(doc.keyid)) throw PatchswarmError.BAD_KEY_FILE(`${file}: keyid must be 32 bytes in hex`)
