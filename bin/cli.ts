@@ -7,6 +7,7 @@ import { registerKeyCommands } from './commands/keys.js'
 import { registerRootCommands } from './commands/root.js'
 import { registerReleaseCommands } from './commands/release.js'
 import { registerInspectCommand } from './commands/inspect.js'
+import { registerDemoCommand } from './commands/demo.js'
 
 export interface CliIO {
   stdout (text: string): void
@@ -48,6 +49,7 @@ export function createProgram (ctx: CliContext): Command {
   registerRootCommands(program, ctx)
   registerReleaseCommands(program, ctx)
   registerInspectCommand(program, ctx)
+  registerDemoCommand(program, ctx)
   for (const cmd of program.commands) inheritSettings(cmd, ctx)
   return program
 }

@@ -2,3 +2,5 @@
 export * from './errors.js'
 export * from './crypto/index.js'
 export * from './store/index.js'
+export * from './content/index.js'
+export * from './trust/index.js'

@@ -148,10 +148,11 @@ export class PackageStore implements ReceiveHost {
     const m = await this.manifest(digest)
     const dest = path.resolve(destDir)
     try {
-      await fs.mkdir(dest)
+      await fs.mkdir(path.dirname(dest), { recursive: true })
+      await fs.mkdir(dest) // never into an existing folder: what is there was not verified
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw PatchswarmError.ALREADY_EXISTS(`${dest} already exists`)
-      throw PatchswarmError.IO_ERROR(`cannot create ${dest}`, err)
+      throw PatchswarmError.IO_ERROR(`cannot create ${dest}: ${(err as NodeJS.ErrnoException).code}`, err)
     }
     try {
       const check = await this.track(checkTree(path.join(this.packagesDir, digest, 'files'), m, { copyTo: dest }))

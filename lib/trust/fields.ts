@@ -1,0 +1,100 @@
+// Field shapes shared by every trust document, and the one place where a zod failure becomes a
+// PatchswarmError that names the offending field. Unsafe names and paths keep their own code
+// (UNSAFE_PATH), everything else about a document's shape is BAD_DOCUMENT.
+import { z } from 'zod'
+import { PatchswarmError } from '../errors.js'
+import { checkSafeRelativePath, isSafeName } from '../content/paths.js'
+import { isKeyId } from '../crypto/keys.js'
+
+export const SPEC_VERSION = 1
+export const MAX_KEYS = 64
+export const MAX_TENANT_DEPTH = 16
+
+const UNSAFE = { patchswarm: 'UNSAFE_PATH' } as const
+
+export const keyid = z.string().refine(isKeyId, 'must be a key id (32-byte public key, lowercase hex)')
+export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 digest (64 lowercase hex characters)')
+export const metadataVersion = z.int().min(1).max(Number.MAX_SAFE_INTEGER)
+
+// ISO 8601 in UTC, as Date#toISOString writes it (milliseconds optional); must be a real instant.
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$/
+export const timestamp = z.string().check((ctx) => {
+  const s = ctx.value
+  const ms = Date.parse(s)
+  const back = Number.isNaN(ms) ? '' : new Date(ms).toISOString()
+  // The round trip catches 2024-02-30 and friends, which Date.parse silently moves.
+  if (!ISO_UTC.test(s) || (back !== s && back !== s.replace('Z', '.000Z'))) {
+    ctx.issues.push({ code: 'custom', message: 'must be an ISO 8601 UTC time like 2030-01-01T00:00:00Z', input: s })
+  }
+})
+
+export const safeName = z.string().check((ctx) => {
+  if (!isSafeName(ctx.value)) {
+    ctx.issues.push({ code: 'custom', message: 'is not a safe name (letters, digits, . _ + -; 1-128 characters)', input: ctx.value, params: UNSAFE })
+  }
+})
+
+export const safeRelativePath = z.string().check((ctx) => {
+  const problem = checkSafeRelativePath(ctx.value)
+  if (problem) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value, params: UNSAFE })
+})
+
+/** A tenant path: safe names joined by '/', '' meaning the whole organisation. */
+export const tenantPath = z.string().check((ctx) => {
+  const problem = checkTenantPath(ctx.value)
+  if (problem) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value, params: UNSAFE })
+})
+
+export function checkTenantPath (p: string): string | null {
+  if (p === '') return null
+  const segments = p.split('/')
+  if (segments.length > MAX_TENANT_DEPTH) return `tenant path is deeper than ${MAX_TENANT_DEPTH} levels`
+  for (const seg of segments) if (!isSafeName(seg)) return `tenant path segment ${JSON.stringify(seg).slice(0, 80)} is not a safe name`
+  return null
+}
+
+/** Segment-wise: 'msp-1/cust' is NOT inside 'msp-1/customer-a'; everything is inside ''. */
+export function isWithinTenant (path: string, subtree: string): boolean {
+  if (subtree === '') return true
+  return path === subtree || path.startsWith(subtree + '/')
+}
+
+export const roleKeys = z.strictObject({
+  keyids: z.array(keyid).min(1).max(MAX_KEYS),
+  threshold: z.int().min(1).max(MAX_KEYS)
+})
+
+export type RoleKeys = z.infer<typeof roleKeys>
+
+/** Semantic checks of a role that zod's shapes cannot express; `at` names the field. */
+export function checkRole (role: RoleKeys, at: string, knownKeys?: Record<string, unknown>): void {
+  if (new Set(role.keyids).size !== role.keyids.length) throw PatchswarmError.BAD_DOCUMENT(`${at}.keyids lists a key twice`)
+  if (role.threshold > role.keyids.length) {
+    throw PatchswarmError.BAD_DOCUMENT(`${at}.threshold ${role.threshold} is more than its ${role.keyids.length} key(s)`)
+  }
+  if (knownKeys) {
+    for (const k of role.keyids) {
+      if (!Object.hasOwn(knownKeys, k)) throw PatchswarmError.BAD_DOCUMENT(`${at}.keyids: ${k.slice(0, 16)}… is not in root.keys`)
+    }
+  }
+}
+
+/** Validates `value` against `schema`; the error names the first offending field. */
+export function parseShape<S extends z.ZodType> (schema: S, value: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(value)
+  if (result.success) return result.data
+  const issue = result.error.issues[0]!
+  const field = [what, ...issue.path.map(String)].join('.').replace(/\.(\d+)(?=\.|$)/g, '[$1]')
+  const message = `${field}: ${issue.message}`
+  const params = (issue as { params?: { patchswarm?: string } }).params
+  if (params?.patchswarm === 'UNSAFE_PATH') throw PatchswarmError.UNSAFE_PATH(message)
+  throw PatchswarmError.BAD_DOCUMENT(message, result.error)
+}
+
+export function toTimestamp (t: Date | string): string {
+  return typeof t === 'string' ? t : t.toISOString()
+}
+
+export function isExpired (expires: string, now: Date): boolean {
+  return Date.parse(expires) <= now.getTime()
+}
