@@ -49,8 +49,13 @@ export function platformMatches (releasePlatform: string, endpointPlatform: stri
 }
 
 /** One release identity for rollback protection: a newer metadata version replaces an older one. */
-export function releaseKey (r: Pick<ReleaseDocument, 'name' | 'packageVersion' | 'platform'>): string {
-  return `${r.name}/${r.packageVersion}/${r.platform}`
+/**
+ * What one release's version history is kept under. The scope is part of it: otherwise a key
+ * delegated for one customer could sign a high version of an organisation-wide release's name and
+ * so make every agent refuse the real one as a rollback.
+ */
+export function releaseKey (r: Pick<ReleaseDocument, 'scope' | 'name' | 'packageVersion' | 'platform'>): string {
+  return `${r.scope}|${r.name}/${r.packageVersion}/${r.platform}`
 }
 
 export interface NewReleaseOptions {

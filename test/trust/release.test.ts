@@ -147,3 +147,13 @@ t.test('a release whose signer lost its role in a root rotation is dropped with 
   t.same(s.state.releases().map((r) => r.signer.role), ['delegation'], 'the delegated one is still authorised')
   t.equal((await s.reopen()).releases().length, 1)
 })
+
+t.test('a delegated key cannot raise the version floor of an organisation-wide release', async (t) => {
+  const { state } = await enrolled(t)
+  // The customer's key signs "the same" package at a huge metadata version, scoped to its subtree.
+  const squat = await signedRelease(release({ scope: 'msp-1/customer-a', version: 1000 }), keys.custA)
+  t.equal((await state.verifyRelease(squat, linux)).signer.role, 'delegation')
+  const real = await state.verifyRelease(await signedRelease(release({ version: 2 })), linux)
+  t.same(real.signer, { role: 'release' }, 'the organisation-wide release is not a rollback of the delegated one')
+  t.equal(state.releases().length, 2)
+})
