@@ -30,6 +30,8 @@ export class PatchswarmError extends Error {
   static WRONG_PLATFORM (msg: string) { return new PatchswarmError('WRONG_PLATFORM', msg) }
   static UNRELEASED (msg: string) { return new PatchswarmError('UNRELEASED', msg) }
   static OUTSIDE_DELEGATION (msg: string) { return new PatchswarmError('OUTSIDE_DELEGATION', msg) }
+  static WRONG_ORGANISATION (msg: string) { return new PatchswarmError('WRONG_ORGANISATION', msg) }
+  static WRONG_HOLDER (msg: string) { return new PatchswarmError('WRONG_HOLDER', msg) }
 
   // Content
   static BAD_MANIFEST (msg: string, cause?: unknown) { return new PatchswarmError('BAD_MANIFEST', msg, { cause }) }
