@@ -1,0 +1,317 @@
+// Which chunk to ask which peer for, and when. Pure bookkeeping with an injected clock: the swarm
+// node feeds it what peers have and what arrived, and sends the requests it picks.
+//
+// Policy, in order of preference for every missing chunk:
+//  1. a peer of our own site (LAN), then any other peer, rarest chunks first;
+//  2. across the site boundary only the site member "responsible" for a chunk (rendezvous hashing
+//     over the site's members) fetches it, so each chunk crosses into a site about once; the
+//     others wait `siteGraceMs` for it before they fetch it themselves;
+//  3. the origin only for chunks no peer can serve (its upload is the scarcest resource);
+//  4. endgame: when every missing chunk is in flight, a second copy is asked from another peer
+//     and the loser is cancelled.
+// Pipelines per peer grow with its measured throughput; late requests time out and move on.
+import { createHash } from 'node:crypto'
+
+export interface SchedulerPeer {
+  id: string
+  origin: boolean
+  sameSite: boolean
+}
+
+export interface ChunkRequest {
+  peer: string
+  index: number
+}
+
+export interface SchedulerOptions {
+  /** Size of every chunk of the package, by index. */
+  chunkSizes: readonly number[]
+  /** Indexes still needed. */
+  missing: Iterable<number>
+  /** Our own id, for the site's rendezvous hashing. */
+  selfId: string
+  now?: () => number
+  /** The least time a request may take before it is given up on. */
+  requestTimeoutMs?: number
+  /** How long to wait for the site member responsible for a chunk before fetching it from outside. */
+  siteGraceMs?: number
+  /** How long to leave the origin alone after it turned down a chunk. */
+  originBackoffMs?: number
+  maxPipeline?: number
+  /** Copies of one chunk in flight during endgame. */
+  endgameCopies?: number
+}
+
+interface PeerState {
+  info: SchedulerPeer
+  have: Set<number> | 'all'
+  inFlight: Map<number, { deadline: number }>
+  /** Throughput estimate, bytes/s, null until the first chunk: decayed bytes over decayed busy time. */
+  rate: number | null
+  decayedBytes: number
+  decayedMs: number
+  /** When the pipeline last went from empty to busy, and when the last chunk came. */
+  busySince: number
+  lastDelivery: number
+  received: number
+  timeouts: number
+}
+
+const DECAY = 0.7
+const PIPELINE_SECONDS = 0.5
+
+export class ChunkScheduler {
+  private readonly sizes: readonly number[]
+  private readonly missing = new Set<number>()
+  private readonly peers = new Map<string, PeerState>()
+  /** Non-origin peers that have a chunk. */
+  private readonly availability = new Map<number, number>()
+  /** index → peers it is being fetched from. */
+  private readonly inFlight = new Map<number, Set<string>>()
+  private readonly originBackoff = new Map<number, number>()
+  private readonly now: () => number
+  private readonly started: number
+  private readonly opts: Required<Omit<SchedulerOptions, 'chunkSizes' | 'missing' | 'now'>>
+  private readonly avgChunk: number
+  private readonly tieBreaks: number[] = []
+  /** Chunks this node must bring into its site; recomputed when the site's members change. */
+  private readonly responsible = new Map<number, boolean>()
+
+  constructor (opts: SchedulerOptions) {
+    this.sizes = opts.chunkSizes
+    for (const i of opts.missing) this.missing.add(i)
+    this.now = opts.now ?? Date.now
+    this.started = this.now()
+    this.opts = {
+      selfId: opts.selfId,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
+      siteGraceMs: opts.siteGraceMs ?? 3000,
+      originBackoffMs: opts.originBackoffMs ?? 250,
+      maxPipeline: opts.maxPipeline ?? 8,
+      endgameCopies: opts.endgameCopies ?? 2
+    }
+    this.avgChunk = this.sizes.length ? this.sizes.reduce((a, b) => a + b, 0) / this.sizes.length : 1
+  }
+
+  get done (): boolean { return this.missing.size === 0 }
+  get remaining (): number { return this.missing.size }
+  isMissing (index: number): boolean { return this.missing.has(index) }
+
+  addPeer (info: SchedulerPeer): void {
+    if (this.peers.has(info.id)) return
+    if (info.sameSite) this.responsible.clear()
+    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0 })
+  }
+
+  /** Forgets a peer; what was in flight there becomes schedulable again. */
+  removePeer (id: string): number[] {
+    const p = this.peers.get(id)
+    if (!p) return []
+    if (p.have !== 'all' && !p.info.origin) for (const i of p.have) this.bump(i, -1)
+    if (p.info.sameSite) this.responsible.clear()
+    const lost = [...p.inFlight.keys()]
+    for (const i of lost) this.inFlight.get(i)?.delete(id)
+    this.peers.delete(id)
+    return lost
+  }
+
+  hasPeer (id: string): boolean { return this.peers.has(id) }
+
+  /** A peer's whole bitfield (replaces what we knew). */
+  setHave (id: string, has: (index: number) => boolean): void {
+    const p = this.peers.get(id)
+    if (!p || p.have === 'all') return
+    for (const i of p.have) this.bump(i, -1)
+    p.have = new Set()
+    for (let i = 0; i < this.sizes.length; i++) if (has(i)) { p.have.add(i); this.bump(i, 1) }
+  }
+
+  addHave (id: string, index: number): void {
+    const p = this.peers.get(id)
+    if (!p || p.have === 'all' || p.have.has(index) || index < 0 || index >= this.sizes.length) return
+    p.have.add(index)
+    this.bump(index, 1)
+  }
+
+  /** New requests to send now; they are recorded as in flight. */
+  pick (): ChunkRequest[] {
+    const now = this.now()
+    const picks: ChunkRequest[] = []
+    // Fill the fastest peers first: they finish sooner and free the scarce chunks.
+    const peers = [...this.peers.values()].sort((a, b) => this.rank(a) - this.rank(b))
+    const unrequested = [...this.missing].filter((i) => !this.inFlight.get(i)?.size)
+    unrequested.sort((a, b) => (this.availability.get(a) ?? 0) - (this.availability.get(b) ?? 0) || this.tieBreak(a) - this.tieBreak(b))
+    for (const p of peers) {
+      let free = this.pipeline(p) - p.inFlight.size
+      for (let k = 0; free > 0 && k < unrequested.length; k++) {
+        const i = unrequested[k]!
+        if (this.inFlight.get(i)?.size || !this.allowed(p, i, now)) continue
+        picks.push(this.record(p, i, now))
+        free--
+      }
+    }
+    return picks.concat(this.endgame(now, peers))
+  }
+
+  /**
+   * A chunk arrived and verified. Returns duplicate requests (endgame) to cancel.
+   * A chunk that failed verification is `failed(peer, index, 'bad')`, and the caller bans the peer.
+   */
+  received (peer: string, index: number, bytes: number): ChunkRequest[] {
+    const now = this.now()
+    const p = this.peers.get(peer)
+    if (p) {
+      if (p.inFlight.delete(index)) this.measure(p, bytes, now)
+      p.received += bytes
+      p.timeouts = 0
+    }
+    this.missing.delete(index)
+    const others = [...(this.inFlight.get(index) ?? [])].filter((id) => id !== peer)
+    for (const id of others) this.peers.get(id)?.inFlight.delete(index)
+    this.inFlight.delete(index)
+    return others.map((id) => ({ peer: id, index }))
+  }
+
+  /** A request ended without a chunk: turned down, timed out, or the bytes were bad. */
+  failed (peer: string, index: number, reason: 'reject' | 'timeout' | 'bad'): void {
+    const p = this.peers.get(peer)
+    if (!p) return
+    p.inFlight.delete(index)
+    this.inFlight.get(index)?.delete(peer)
+    if (reason === 'timeout') p.timeouts++
+    if (reason === 'reject' && p.info.origin) this.originBackoff.set(index, this.now() + this.opts.originBackoffMs)
+    if (reason === 'reject' && p.have !== 'all' && p.have.delete(index)) this.bump(index, -1)
+  }
+
+  /** Requests past their deadline; the caller cancels them and reports `failed(…, 'timeout')`. */
+  overdue (): ChunkRequest[] {
+    const now = this.now()
+    const out: ChunkRequest[] = []
+    for (const p of this.peers.values()) for (const [i, r] of p.inFlight) if (r.deadline <= now) out.push({ peer: p.info.id, index: i })
+    return out
+  }
+
+  /** Peers far below the others (under an eighth of the median rate), or that keep timing out. */
+  slowPeers (): string[] {
+    const rated = [...this.peers.values()].filter((p) => !p.info.origin && p.rate !== null)
+    const out = [...this.peers.values()].filter((p) => p.timeouts >= 3).map((p) => p.info.id)
+    if (rated.length >= 3) {
+      const rates = rated.map((p) => p.rate!).sort((a, b) => a - b)
+      const median = rates[Math.floor(rates.length / 2)]!
+      for (const p of rated) if (p.rate! < median / 8 && !out.includes(p.info.id)) out.push(p.info.id)
+    }
+    return out
+  }
+
+  /** The earliest deadline or back-off end in the future, so the caller knows when to look again. */
+  nextWake (): number | null {
+    let t: number | null = null
+    for (const p of this.peers.values()) for (const r of p.inFlight.values()) t = t === null ? r.deadline : Math.min(t, r.deadline)
+    for (const d of this.originBackoff.values()) if (d > this.now()) t = t === null ? d : Math.min(t, d)
+    const grace = this.started + this.opts.siteGraceMs
+    if (grace > this.now()) t = t === null ? grace : Math.min(t, grace)
+    return t
+  }
+
+  stats (id: string): { rate: number | null, inFlight: number, received: number } | null {
+    const p = this.peers.get(id)
+    return p ? { rate: p.rate, inFlight: p.inFlight.size, received: p.received } : null
+  }
+
+  private allowed (p: PeerState, i: number, now: number): boolean {
+    if (!this.missing.has(i)) return false
+    if (p.info.origin) {
+      if ((this.availability.get(i) ?? 0) > 0) return false // some peer can serve it
+      if ((this.originBackoff.get(i) ?? 0) > now) return false
+    } else if (p.have === 'all' || !p.have.has(i)) {
+      return false
+    }
+    // Crossing the site boundary: only the responsible member, unless it had its chance.
+    if (!p.info.sameSite && now - this.started < this.opts.siteGraceMs) {
+      return this.responsibleForChunk(i)
+    }
+    return true
+  }
+
+  /** Rendezvous hashing over the site's members we know of (ourselves included). */
+  private responsibleForChunk (i: number): boolean {
+    const cached = this.responsible.get(i)
+    if (cached !== undefined) return cached
+    const mine = this.computeResponsible(i)
+    this.responsible.set(i, mine)
+    return mine
+  }
+
+  private computeResponsible (i: number): boolean {
+    const members = [this.opts.selfId, ...[...this.peers.values()].filter((p) => p.info.sameSite && !p.info.origin).map((p) => p.info.id)]
+    if (members.length === 1) return true
+    let best = ''
+    let bestScore = -1
+    for (const m of members) {
+      const score = rendezvous(m, i)
+      if (score > bestScore) { bestScore = score; best = m }
+    }
+    return best === this.opts.selfId
+  }
+
+  private endgame (now: number, peers: PeerState[]): ChunkRequest[] {
+    const picks: ChunkRequest[] = []
+    if ([...this.missing].some((i) => !this.inFlight.get(i)?.size)) return picks
+    for (const i of this.missing) {
+      const holders = this.inFlight.get(i)
+      if (!holders || holders.size >= this.opts.endgameCopies) continue
+      const p = peers.find((q) => !holders.has(q.info.id) && q.inFlight.size < this.pipeline(q) && !q.info.origin && q.have !== 'all' && q.have.has(i))
+      if (p) picks.push(this.record(p, i, now))
+    }
+    return picks
+  }
+
+  private record (p: PeerState, i: number, now: number): ChunkRequest {
+    if (p.inFlight.size === 0) p.busySince = now
+    // The last request of a pipeline waits for those before it; give it time for all of them.
+    const expected = p.rate ? ((p.inFlight.size + 1) * this.sizes[i]! / p.rate) * 1000 * 3 : 0
+    p.inFlight.set(i, { deadline: now + Math.max(this.opts.requestTimeoutMs, expected) })
+    let set = this.inFlight.get(i)
+    if (!set) this.inFlight.set(i, set = new Set())
+    set.add(p.info.id)
+    return { peer: p.info.id, index: i }
+  }
+
+  private measure (p: PeerState, bytes: number, now: number): void {
+    // Busy time since the last delivery (or since the pipeline filled), and the bytes it brought.
+    // Sums, not an average of per-chunk rates: two pipelined chunks landing together say the link
+    // carried both in the time before, not that the second took no time.
+    const busy = Math.max(1, now - Math.max(p.lastDelivery, p.busySince))
+    p.decayedBytes = p.decayedBytes * DECAY + bytes
+    p.decayedMs = p.decayedMs * DECAY + busy
+    p.rate = (p.decayedBytes * 1000) / p.decayedMs
+    p.lastDelivery = now
+  }
+
+  private pipeline (p: PeerState): number {
+    if (p.rate === null) return 2
+    return Math.max(1, Math.min(this.opts.maxPipeline, Math.ceil((p.rate * PIPELINE_SECONDS) / this.avgChunk) + 1))
+  }
+
+  private rank (p: PeerState): number {
+    // Same-site peers first, the origin last, then faster first.
+    const tier = p.info.origin ? 2 : p.info.sameSite ? 0 : 1
+    return tier * 1e12 - (p.rate ?? 0)
+  }
+
+  /** Equally rare chunks in an order of our own, so peers do not all start on the same ones. */
+  private tieBreak (i: number): number {
+    let t = this.tieBreaks[i]
+    if (t === undefined) t = this.tieBreaks[i] = rendezvous(this.opts.selfId, i)
+    return t
+  }
+
+  private bump (i: number, by: number): void {
+    this.availability.set(i, (this.availability.get(i) ?? 0) + by)
+  }
+}
+
+/** A score every peer computes alike for (member, chunk): the highest score is responsible. */
+function rendezvous (member: string, index: number): number {
+  return createHash('sha256').update(member).update('\0').update(String(index)).digest().readUInt32BE(0)
+}

@@ -1,0 +1,136 @@
+import t from 'tap'
+import { ChunkScheduler, type ChunkRequest } from '../../lib/swarm/scheduler.js'
+
+const KiB = 1024
+
+function setup (n: number, opts: Partial<ConstructorParameters<typeof ChunkScheduler>[0]> = {}) {
+  let now = 1_000_000
+  const clock = { now: () => now, advance: (ms: number) => { now += ms } }
+  const s = new ChunkScheduler({ chunkSizes: Array(n).fill(256 * KiB), missing: Array.from({ length: n }, (_, i) => i), selfId: 'self', now: clock.now, ...opts })
+  return { s, clock }
+}
+const all = () => true
+const byPeer = (reqs: ChunkRequest[], peer: string) => reqs.filter((r) => r.peer === peer).map((r) => r.index)
+
+t.test('rarest first, and no chunk asked twice outside endgame', async (t) => {
+  const { s } = setup(4)
+  s.addPeer({ id: 'a', origin: false, sameSite: true })
+  s.addPeer({ id: 'b', origin: false, sameSite: true })
+  s.setHave('a', all)
+  s.setHave('b', (i) => i !== 3) // chunk 3 only at a: rarest
+  const picks = s.pick()
+  t.same(byPeer(picks, 'a').includes(3) || byPeer(picks, 'b').includes(3), true)
+  t.ok(byPeer(picks, 'a').includes(3), 'the rare chunk went to the only peer that has it')
+  const indexes = picks.map((p) => p.index)
+  t.equal(new Set(indexes).size, indexes.length, 'no duplicates')
+})
+
+t.test('the origin only for chunks no peer has', async (t) => {
+  const { s } = setup(4)
+  s.addPeer({ id: 'origin', origin: true, sameSite: false })
+  s.addPeer({ id: 'a', origin: false, sameSite: false }) // no site peers: we bring every chunk in ourselves
+  s.setHave('a', (i) => i < 2)
+  const picks = s.pick()
+  t.same(byPeer(picks, 'a').sort(), [0, 1])
+  t.same(byPeer(picks, 'origin').sort(), [2, 3])
+})
+
+t.test('an origin rejection backs off that chunk, then it is asked again', async (t) => {
+  const { s, clock } = setup(1, { originBackoffMs: 100 })
+  s.addPeer({ id: 'origin', origin: true, sameSite: false })
+  t.same(s.pick(), [{ peer: 'origin', index: 0 }])
+  s.failed('origin', 0, 'reject')
+  t.same(s.pick(), [], 'backing off')
+  clock.advance(101)
+  t.same(s.pick(), [{ peer: 'origin', index: 0 }])
+})
+
+t.test('received chunks are done; timeouts and lost peers make chunks schedulable again', async (t) => {
+  const { s, clock } = setup(2, { requestTimeoutMs: 1000 })
+  s.addPeer({ id: 'a', origin: false, sameSite: true })
+  s.setHave('a', all)
+  t.same(s.pick().map((r) => r.index).sort(), [0, 1])
+  clock.advance(10)
+  t.same(s.received('a', 0, 256 * KiB), [])
+  t.equal(s.remaining, 1)
+  clock.advance(1000)
+  t.same(s.overdue(), [{ peer: 'a', index: 1 }])
+  s.failed('a', 1, 'timeout')
+  s.addPeer({ id: 'b', origin: false, sameSite: true })
+  s.setHave('b', all)
+  const again = s.pick()
+  t.ok(again.some((r) => r.index === 1), 'retried')
+  const at = again.find((r) => r.index === 1)!.peer
+  t.same(s.removePeer(at), [1], 'a lost peer gives back what it had in flight')
+  s.received(at === 'a' ? 'b' : 'a', 1, 256 * KiB)
+  t.ok(s.done)
+})
+
+t.test('endgame: a second copy from another peer, the loser cancelled', async (t) => {
+  const { s } = setup(1)
+  s.addPeer({ id: 'a', origin: false, sameSite: true })
+  s.addPeer({ id: 'b', origin: false, sameSite: true })
+  s.setHave('a', all)
+  s.setHave('b', all)
+  const picks = s.pick()
+  t.equal(picks.length, 2, 'both peers asked for the last chunk')
+  t.same(new Set(picks.map((p) => p.peer)), new Set(['a', 'b']))
+  t.same(s.received('b', 0, 256 * KiB), [{ peer: 'a', index: 0 }], 'cancel the other copy')
+  t.ok(s.done)
+})
+
+t.test('site: only the responsible member fetches from outside during the grace time', async (t) => {
+  const n = 64
+  const members = ['self', 'm1', 'm2', 'm3']
+  let total = 0
+  for (const me of members) {
+    const { s, clock } = setup(n, { selfId: me, siteGraceMs: 1000 })
+    for (const m of members) if (m !== me) s.addPeer({ id: m, origin: false, sameSite: true })
+    s.addPeer({ id: 'outsider', origin: false, sameSite: false })
+    s.setHave('outsider', all)
+    const mine = new Set<number>()
+    // Drain the pipeline a few times to see everything this member would fetch from outside.
+    for (let round = 0; round < 40; round++) {
+      for (const r of s.pick()) { mine.add(r.index); s.received(r.peer, r.index, 256 * KiB) }
+    }
+    total += mine.size
+    t.ok(mine.size > n / 8 && mine.size < n / 2, `${me} fetches about a quarter from outside (${mine.size})`)
+    clock.advance(1001)
+    t.ok(s.pick().length > 0, `${me}: after the grace time, anything goes`)
+  }
+  t.equal(total, n, 'each chunk crosses into the site exactly once')
+})
+
+t.test('pipelines grow with measured throughput', async (t) => {
+  const { s, clock } = setup(100, { maxPipeline: 8 })
+  s.addPeer({ id: 'fast', origin: false, sameSite: true })
+  s.setHave('fast', all)
+  t.equal(s.pick().length, 2, 'two in flight before anything is measured')
+  for (let k = 0; k < 10; k++) {
+    clock.advance(10) // 256 KiB per 10 ms ≈ 25 MiB/s
+    const inflight = s.stats('fast')!.inFlight
+    t.ok(inflight > 0)
+    const first = s.overdue() // nothing overdue
+    t.same(first, [])
+    const r = (s as unknown as { peers: Map<string, { inFlight: Map<number, unknown> }> }).peers.get('fast')!.inFlight.keys().next().value as number
+    s.received('fast', r, 256 * KiB)
+    s.pick()
+  }
+  t.equal(s.stats('fast')!.inFlight, 8, 'a fast peer gets a full pipeline')
+})
+
+t.test('slow peers: far below the median, or timing out again and again', async (t) => {
+  const { s, clock } = setup(100)
+  for (const id of ['a', 'b', 'c', 'slow']) { s.addPeer({ id, origin: false, sameSite: true }); s.setHave(id, all) }
+  const picks = s.pick()
+  clock.advance(100)
+  for (const r of picks) if (r.peer !== 'slow') s.received(r.peer, r.index, 256 * KiB)
+  clock.advance(20_000)
+  for (const r of picks) if (r.peer === 'slow') s.received(r.peer, r.index, 256 * KiB)
+  t.same(s.slowPeers(), ['slow'])
+  const { s: s2 } = setup(3)
+  s2.addPeer({ id: 'x', origin: false, sameSite: true })
+  s2.setHave('x', all)
+  for (let k = 0; k < 3; k++) s2.failed('x', k, 'timeout')
+  t.same(s2.slowPeers(), ['x'])
+})
