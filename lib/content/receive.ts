@@ -125,6 +125,45 @@ export class PackageReceive {
     return true
   }
 
+  /** Whether chunk `index` is here, so this node can already serve it to peers. */
+  hasChunk (index: number): boolean {
+    return this.have.has(index)
+  }
+
+  /**
+   * A chunk's bytes for a peer, re-hashed before they leave: a staged chunk that rotted is
+   * forgotten (it will be fetched again) and HASH_MISMATCH is thrown.
+   */
+  async readChunk (index: number): Promise<Buffer> {
+    this.host.assertOpen()
+    const chunk = this.manifest.chunks[index]
+    if (!chunk || !this.have.has(index)) throw PatchswarmError.NOT_FOUND(`chunk ${index} of package ${this.digest.slice(0, 16)}… is not here`)
+    if (!this.done && !this.committing) {
+      const p = this.placements[index]![0]!
+      const buf = Buffer.allocUnsafe(chunk.size)
+      try {
+        const fh = await fs.open(locate(this.files, p.path), 'r')
+        try {
+          const n = await readAt(fh, buf, chunk.size, p.offset)
+          if (n === chunk.size && contentHashHex(buf) === chunk.hash) return buf
+        } finally {
+          await fh.close()
+        }
+      } catch (err) {
+        if (!this.done && !this.committing) throw err
+      }
+      if (!this.done && !this.committing) {
+        await this.forget(new Set([index]))
+        throw PatchswarmError.HASH_MISMATCH(`staged chunk ${index} of package ${this.digest.slice(0, 16)}… rotted; it is needed again`)
+      }
+    }
+    // Committed (or being moved into the store): the store's copy, which it re-hashes.
+    await this.committing?.catch(() => {})
+    const bytes = await this.host.findLocal(chunk.hash)
+    if (!bytes) throw PatchswarmError.NOT_FOUND(`chunk ${index} of package ${this.digest.slice(0, 16)}… is not here`)
+    return bytes
+  }
+
   /** Verifies the whole package against the manifest and moves it into the store, read-only. */
   commit (): Promise<void> {
     if (this.done) return Promise.resolve()

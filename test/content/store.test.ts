@@ -245,3 +245,31 @@ t.test('a package dir renamed in before a crash is indexed at ready()', async (t
   t.ok(await fresh.has(digest))
   t.same(await fs.readdir(path.join(dir, 'store/packages')), [digest], 'unverifiable dir removed')
 })
+
+t.test('a receiving node serves its staged chunks, re-hashed, before the package is complete', async (t) => {
+  const { dir, store } = await setup(t)
+  const src = path.join(dir, 'src')
+  await makeSource(src)
+  const m = await buildManifest(src, SMALL)
+  const bytes = await chunkBytes(src, m)
+  const rx = await store.receive(m)
+  const first = m.chunks[0]!
+  await rx.putChunk(first.hash, bytes.get(first.hash)!)
+  t.ok(rx.hasChunk(0))
+  t.ok((await rx.readChunk(0)).equals(bytes.get(first.hash)!))
+  await t.rejects(rx.readChunk(1), { code: 'NOT_FOUND' }, 'a chunk not here yet')
+
+  // Rot the staged bytes: the chunk is refused and needed again.
+  const p = placementsOf(m).find((x) => x.chunk === 0)!
+  const staged = path.join(dir, 'store', 'staging', (rx as unknown as { digest: string }).digest, 'files', p.path)
+  const fh = await fs.open(staged, 'r+')
+  await fh.write(Buffer.from([0xff ^ bytes.get(first.hash)![0]!]), 0, 1, p.offset)
+  await fh.close()
+  await t.rejects(rx.readChunk(0), { code: 'HASH_MISMATCH' })
+  t.notOk(rx.hasChunk(0))
+  t.ok(rx.missing().includes(first.hash))
+
+  for (const h of rx.missing()) await rx.putChunk(h, bytes.get(h)!)
+  await rx.commit()
+  t.ok((await rx.readChunk(0)).equals(bytes.get(first.hash)!), 'after commit, from the store')
+})
