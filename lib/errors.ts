@@ -44,6 +44,15 @@ export class PatchswarmError extends Error {
   static IN_USE (msg: string, cause?: unknown) { return new PatchswarmError('IN_USE', msg, { cause }) }
   static IO_ERROR (msg: string, cause?: unknown) { return new PatchswarmError('IO_ERROR', msg, { cause }) }
   static CLOSED (msg: string) { return new PatchswarmError('CLOSED', msg) }
+  static FORBIDDEN (msg: string) { return new PatchswarmError('FORBIDDEN', msg) }
+  static BANNED (msg: string) { return new PatchswarmError('BANNED', msg) }
+
+  // Swarm
+  static PROTOCOL_ERROR (msg: string, cause?: unknown) { return new PatchswarmError('PROTOCOL_ERROR', msg, { cause }) }
+  static MESSAGE_TOO_LARGE (msg: string) { return new PatchswarmError('MESSAGE_TOO_LARGE', msg) }
+  static UNSOLICITED (msg: string) { return new PatchswarmError('UNSOLICITED', msg) }
+  static FLOOD (msg: string) { return new PatchswarmError('FLOOD', msg) }
+  static HANDSHAKE_FAILED (msg: string, cause?: unknown) { return new PatchswarmError('HANDSHAKE_FAILED', msg, { cause }) }
 }
 
 export function isPatchswarmError (err: unknown, code?: string): err is PatchswarmError {

@@ -12,16 +12,16 @@ import type { Database, Sublevel } from '../store/db.js'
 import { type TimeSource, realTime } from './token-bucket.js'
 
 /** Where bytes came from or went to: the origin, a peer of the same site, or another peer. */
-export type ByteSource = 'origin' | 'site' | 'peer'
-export type ByteDirection = 'down' | 'up'
+export type TrafficSource = 'origin' | 'site' | 'peer'
+export type TrafficDirection = 'down' | 'up'
 
-export type ByteCounters = { readonly [S in ByteSource]: { readonly [D in ByteDirection]: number } }
+export type ByteCounters = { readonly [S in TrafficSource]: { readonly [D in TrafficDirection]: number } }
 
 export interface AccountingRecord {
   /** The package's digest (its manifest's). */
   digest: string
-  source: ByteSource
-  direction: ByteDirection
+  source: TrafficSource
+  direction: TrafficDirection
   bytes: number
 }
 
@@ -41,8 +41,8 @@ export interface AccountingOptions {
   time?: TimeSource
 }
 
-export const BYTE_SOURCES: readonly ByteSource[] = ['origin', 'site', 'peer']
-export const BYTE_DIRECTIONS: readonly ByteDirection[] = ['down', 'up']
+export const TRAFFIC_SOURCES: readonly TrafficSource[] = ['origin', 'site', 'peer']
+export const TRAFFIC_DIRECTIONS: readonly TrafficDirection[] = ['down', 'up']
 
 const SOURCE_INDEX: Readonly<Record<string, number>> = { origin: 0, site: 2, peer: 4 }
 const DIRECTION_INDEX: Readonly<Record<string, number>> = { down: 0, up: 1 }
@@ -71,10 +71,10 @@ function toCounters (slots: Float64Array): ByteCounters {
 function fromStored (value: unknown): Float64Array | undefined {
   if (value === null || typeof value !== 'object') return undefined
   const slots = new Float64Array(SLOTS)
-  for (const source of BYTE_SOURCES) {
+  for (const source of TRAFFIC_SOURCES) {
     const entry = (value as Record<string, unknown>)[source]
     if (entry === null || typeof entry !== 'object') return undefined
-    for (const direction of BYTE_DIRECTIONS) {
+    for (const direction of TRAFFIC_DIRECTIONS) {
       const n = (entry as Record<string, unknown>)[direction]
       if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) return undefined
       slots[SOURCE_INDEX[source]! + DIRECTION_INDEX[direction]!] = n

@@ -17,6 +17,8 @@ export interface SwarmOptions {
   /** False when the node is directly reachable (always so on loopback). */
   firewalled?: boolean
   maxPeers?: number
+  /** Refuse a connection before its handshake, e.g. from a banned key. */
+  firewall? (remotePublicKey: Buffer): boolean
 }
 
 export function createSwarm (opts: SwarmOptions): Hyperswarm {
@@ -27,7 +29,12 @@ export function createSwarm (opts: SwarmOptions): Hyperswarm {
     ...(opts.host ? { host: opts.host } : {}),
     firewalled: opts.firewalled ?? !loopback
   })
-  return new Hyperswarm({ dht, keyPair: opts.keyPair, ...(opts.maxPeers ? { maxPeers: opts.maxPeers } : {}) })
+  return new Hyperswarm({
+    dht,
+    keyPair: opts.keyPair,
+    ...(opts.maxPeers ? { maxPeers: opts.maxPeers } : {}),
+    ...(opts.firewall ? { firewall: opts.firewall } : {})
+  })
 }
 
 /** Destroys the swarm and the DHT node it made. */

@@ -1,0 +1,491 @@
+// A swarm node: joins its organisation's topic, checks every peer's enrollment certificate, serves
+// the chunks it holds (complete packages and ones still arriving) and fetches packages chunk by
+// chunk with the scheduler. Every chunk is verified against the manifest before it is stored,
+// and re-hashed before it is served; a peer that sends a bad one is banned for a while.
+import { EventEmitter } from 'node:events'
+import type Hyperswarm from 'hyperswarm'
+import type { SwarmConnection, PeerDiscovery } from 'hyperswarm'
+import { PatchswarmError } from '../errors.js'
+import { type KeyPair, keyIdOf } from '../crypto/keys.js'
+import type { PackageStore, PackageReceive, Manifest } from '../content/index.js'
+import { manifestDigest } from '../content/index.js'
+import { type RootDocument, type PeerIdentity, parseEnvelope, verifyCertificate, isWithinTenant } from '../trust/index.js'
+import { createSwarm, destroySwarm, organisationTopic, type Bootstrap } from './transport.js'
+import { PeerChannel, type ProtocolLimits, type ChunkData } from './protocol.js'
+import { Bitfield } from './bitfield.js'
+import { ChunkScheduler, type SchedulerOptions } from './scheduler.js'
+import { BanList } from './bans.js'
+import type { Courtesy } from './courtesy.js'
+import type { Accounting, TrafficSource } from './accounting.js'
+
+export interface SwarmNodeOptions {
+  /** This node's identity; its public key is what its certificate names. */
+  keyPair: KeyPair
+  /** Our console-signed enrollment certificate (a serialized envelope). */
+  certificate: Uint8Array
+  /** The root we trust right now (it may rotate while the node runs). */
+  root: () => RootDocument
+  store: PackageStore
+  bootstrap: Bootstrap
+  host?: string
+  courtesy?: Courtesy
+  accounting?: Accounting
+  now?: () => number
+  /** How long a peer that sent a bad chunk stays banned. Default 10 minutes. */
+  banMs?: number
+  /** How long a peer dropped for being slow stays away. Default 1 minute. */
+  slowBanMs?: number
+  /** Origin only: how long a chunk it served is left to the peers before it serves it again. */
+  originReserveMs?: number
+  /** Origin only: a peer still asking for a chunk after this long gets it, even if others hold it. */
+  originFallbackMs?: number
+  limits?: Partial<ProtocolLimits>
+  scheduler?: Partial<Pick<SchedulerOptions, 'requestTimeoutMs' | 'siteGraceMs' | 'originBackoffMs' | 'maxPipeline'>>
+}
+
+interface Peer {
+  key: string
+  identity: PeerIdentity
+  channel: PeerChannel
+  conn: SwarmConnection
+  sameSite: boolean
+  /** Packages the peer told us it wants: we tell it about new chunks of those. */
+  interest: Set<string>
+  /** Our requests to this peer: id → chunk. */
+  requests: Map<number, { digest: string, index: number }>
+  /** Its requests we are still working on, so a cancel can stop them. */
+  serving: Set<number>
+  /** What it told us it has, per package. */
+  has: Map<string, Bitfield>
+  /** Origin only: when we first turned down each chunk it asked for. */
+  refused: Map<string, number>
+}
+
+interface Download {
+  digest: string
+  manifest: Manifest
+  rx: PackageReceive
+  sched: ChunkScheduler
+  done: Promise<void>
+  settle: { resolve: () => void, reject: (err: Error) => void }
+  timer: NodeJS.Timeout
+  /** A pump is queued for this turn of the event loop. */
+  pumping: boolean
+}
+
+/** A package this node can serve chunks of. */
+interface Source {
+  manifest: Manifest
+  hasChunk (index: number): boolean
+  readChunk (index: number): Promise<Buffer>
+}
+
+const TICK_MS = 100
+
+export class SwarmNode extends EventEmitter {
+  readonly keyPair: KeyPair
+  readonly keyid: string
+  readonly bans: BanList
+  private readonly opts: SwarmNodeOptions
+  private readonly now: () => number
+  private swarm: Hyperswarm | null = null
+  private discovery: PeerDiscovery | null = null
+  private identity: PeerIdentity | null = null
+  private readonly peers = new Map<string, Peer>()
+  private readonly downloads = new Map<string, Download>()
+  private readonly complete = new Map<string, Source>()
+  private readonly originServed = new Map<string, { at: number, peer: string }>()
+  /** Packages this node offers whole (the origin keeps track of who else has them). */
+  private readonly seeding = new Set<string>()
+  private opening: Promise<void> | null = null
+  private closing: Promise<void> | null = null
+
+  constructor (opts: SwarmNodeOptions) {
+    super()
+    this.opts = opts
+    this.keyPair = opts.keyPair
+    this.keyid = keyIdOf(opts.keyPair.publicKey)
+    this.now = opts.now ?? Date.now
+    this.bans = new BanList(this.now)
+  }
+
+  get role (): PeerIdentity['role'] { return this.requireIdentity().role }
+  get site (): string | null { return this.requireIdentity().site }
+
+  ready (): Promise<void> {
+    this.opening ??= this.open()
+    return this.opening
+  }
+
+  private async open (): Promise<void> {
+    // Our own certificate must be one that peers will accept: fail here, clearly, if not.
+    this.identity = verifyCertificate(this.opts.root(), parseEnvelope(this.opts.certificate), { now: new Date(this.now()), remotePublicKey: this.keyPair.publicKey })
+    const swarm = createSwarm({
+      keyPair: this.keyPair,
+      bootstrap: this.opts.bootstrap,
+      ...(this.opts.host ? { host: this.opts.host } : {}),
+      firewall: (remotePublicKey) => this.bans.isBanned(keyIdOf(remotePublicKey))
+    })
+    this.swarm = swarm
+    swarm.on('connection', (conn) => this.onConnection(conn))
+    this.discovery = swarm.join(organisationTopic(this.identity.org), { server: true, client: true })
+    await this.discovery.flushed()
+  }
+
+  /** Looks the topic up again: peers that joined at the same instant may have missed each other. */
+  async refresh (): Promise<void> {
+    await this.discovery?.refresh({ client: true, server: false })
+  }
+
+  /** Connected peers that showed a valid certificate. */
+  connectedPeers (): PeerIdentity[] {
+    return [...this.peers.values()].map((p) => p.identity)
+  }
+
+  /** Makes a package already in the store available to peers. */
+  async seed (digest: string): Promise<void> {
+    await this.ready()
+    if (!await this.sourceOf(digest)) throw PatchswarmError.NOT_FOUND(`package ${digest.slice(0, 12)}… is not in the store`)
+    if (this.seeding.has(digest)) return
+    this.seeding.add(digest)
+    // The origin listens to what peers hold so it can leave chunks to them (super-seeding).
+    if (this.requireIdentity().role === 'origin') for (const peer of this.peers.values()) if (!peer.channel.closed) peer.channel.want(digest)
+  }
+
+  /**
+   * Fetches a package into the store: chunks already held are kept (a restart resumes), the rest
+   * come from peers (same site first) and the origin last. Resolves once it is committed.
+   */
+  async fetch (manifest: Manifest): Promise<void> {
+    await this.ready()
+    const digest = manifestDigest(manifest)
+    const running = this.downloads.get(digest)
+    if (running) return running.done
+    if (await this.opts.store.has(digest)) return
+
+    const rx = await this.opts.store.receive(manifest)
+    if (rx.committed) return
+    let settle!: Download['settle']
+    const done = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
+    const dl: Download = {
+      digest, manifest, rx, done, settle,
+      sched: this.newScheduler(manifest, rx),
+      timer: setInterval(() => this.tick(dl), TICK_MS),
+      pumping: false
+    }
+    dl.timer.unref()
+    this.downloads.set(digest, dl)
+    for (const peer of this.peers.values()) this.join(dl, peer)
+    this.maybeFinish(dl)
+    this.pump(dl)
+    return done
+  }
+
+  close (): Promise<void> {
+    this.closing ??= this.shutdown()
+    return this.closing
+  }
+
+  private async shutdown (): Promise<void> {
+    await this.opening?.catch(() => {})
+    for (const dl of this.downloads.values()) this.endDownload(dl, PatchswarmError.CLOSED('the swarm node closed'))
+    for (const peer of this.peers.values()) peer.channel.destroy()
+    if (this.swarm) await destroySwarm(this.swarm)
+  }
+
+  // ── connections ─────────────────────────────────────────────────────────────────────────
+
+  private onConnection (conn: SwarmConnection): void {
+    conn.on('error', () => {}) // a peer going away is routine; the channel reports why
+    const channel = PeerChannel.attach(conn, {
+      certificate: this.opts.certificate,
+      verifyCertificate: (bytes, remotePublicKey) => this.checkPeer(bytes, remotePublicKey),
+      ...(this.opts.limits ? { limits: this.opts.limits } : {})
+    })
+    channel.opened.then((identity) => this.onOpen(channel, conn, identity), () => {})
+  }
+
+  private checkPeer (bytes: Uint8Array, remotePublicKey: Uint8Array): PeerIdentity {
+    const identity = verifyCertificate(this.opts.root(), parseEnvelope(bytes), { now: new Date(this.now()), remotePublicKey })
+    if (this.bans.isBanned(identity.keyid)) throw PatchswarmError.BANNED(`peer ${identity.keyid.slice(0, 12)}… is banned`)
+    const mine = this.requireIdentity()
+    // Tenants keep to themselves; a peer above or below us in the tree (an origin, an MSP) may talk.
+    if (!isWithinTenant(identity.tenant, mine.tenant) && !isWithinTenant(mine.tenant, identity.tenant)) {
+      throw PatchswarmError.FORBIDDEN(`peer ${identity.keyid.slice(0, 12)}… of tenant ${identity.tenant} is outside ${mine.tenant}`)
+    }
+    return identity
+  }
+
+  private onOpen (channel: PeerChannel, conn: SwarmConnection, identity: PeerIdentity): void {
+    if (this.closing || this.peers.has(identity.keyid)) return channel.destroy()
+    const mine = this.requireIdentity()
+    const sameSite = this.inMySite(identity, conn.rawStream.remoteHost)
+    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Set(), has: new Map(), refused: new Map() }
+    this.peers.set(peer.key, peer)
+    channel.on('want', (digest: string) => { this.onWant(peer, digest).catch((err) => this.misbehaved(peer, err)) })
+    channel.on('have', (digest: string, bits: Bitfield) => this.onHave(peer, digest, bits))
+    channel.on('have-chunk', (digest: string, index: number) => this.onHaveChunk(peer, digest, index))
+    channel.on('request', (r: { id: number, digest: string, index: number }) => { this.serve(peer, r.id, r.digest, r.index).catch(() => {}) })
+    channel.on('cancel', (id: number) => peer.serving.delete(id))
+    channel.on('data', (d: ChunkData) => { this.onData(peer, d).catch((err) => this.emit('warning', err)) })
+    channel.on('reject', (id: number) => this.onReject(peer, id))
+    channel.on('close', () => this.onClose(peer))
+    for (const dl of this.downloads.values()) this.join(dl, peer)
+    if (mine.role === 'origin') for (const digest of this.seeding) channel.want(digest)
+    this.emit('peer-open', identity)
+  }
+
+  private onClose (peer: Peer): void {
+    if (this.peers.get(peer.key) !== peer) return
+    this.peers.delete(peer.key)
+    for (const dl of this.downloads.values()) {
+      dl.sched.removePeer(peer.key)
+      this.pump(dl)
+    }
+    this.emit('peer-close', peer.identity)
+  }
+
+  private join (dl: Download, peer: Peer): void {
+    dl.sched.addPeer({ id: peer.key, origin: peer.identity.role === 'origin', sameSite: peer.sameSite })
+    peer.channel.want(dl.digest)
+  }
+
+  /**
+   * Sites the console named are compared by name; without names, peers behind the same public
+   * address share a site. The origin is in nobody's site: fetching from it always crosses the WAN.
+   */
+  private inMySite (identity: PeerIdentity, remoteHost: string): boolean {
+    const mine = this.requireIdentity()
+    if (identity.role === 'origin' || mine.role === 'origin') return false
+    if (mine.site !== null || identity.site !== null) return mine.site === identity.site
+    return remoteHost === this.publicHost()
+  }
+
+  private publicHost (): string | null {
+    return (this.swarm?.dht as unknown as { host?: string | null } | undefined)?.host ?? null
+  }
+
+  // ── serving ─────────────────────────────────────────────────────────────────────────────
+
+  private async onWant (peer: Peer, digest: string): Promise<void> {
+    peer.interest.add(digest)
+    const source = await this.sourceOf(digest)
+    if (!source) return
+    const bits = new Bitfield(source.manifest.chunks.length)
+    for (let i = 0; i < bits.length; i++) if (source.hasChunk(i)) bits.set(i)
+    if (bits.count() > 0 && !peer.channel.closed) peer.channel.have(digest, bits)
+  }
+
+  private async sourceOf (digest: string): Promise<Source | null> {
+    const dl = this.downloads.get(digest)
+    if (dl) return { manifest: dl.manifest, hasChunk: (i) => dl.rx.hasChunk(i), readChunk: (i) => dl.rx.readChunk(i) }
+    let source = this.complete.get(digest)
+    if (!source && await this.opts.store.has(digest)) {
+      const manifest = await this.opts.store.manifest(digest)
+      source = { manifest, hasChunk: () => true, readChunk: (i) => this.opts.store.readChunk(manifest.chunks[i]!.hash) }
+      this.complete.set(digest, source)
+    }
+    return source ?? null
+  }
+
+  private async serve (peer: Peer, id: number, digest: string, index: number): Promise<void> {
+    peer.serving.add(id)
+    try {
+      const courtesy = this.opts.courtesy
+      const source = await this.sourceOf(digest)
+      if (!source || index >= source.manifest.chunks.length || !source.hasChunk(index) ||
+          (courtesy && !courtesy.uploadAllowed) || !this.originMayServe(peer, digest, index)) {
+        if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
+        return
+      }
+      const bytes = await source.readChunk(index)
+      await courtesy?.upload.take(bytes.length)
+      if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while we waited
+      peer.channel.data(id, digest, index, bytes)
+      this.opts.accounting?.record({ digest, source: this.sourceKind(peer), direction: 'up', bytes: bytes.length })
+      this.emit('upload', { digest, index, bytes: bytes.length, to: peer.identity })
+    } catch (err) {
+      if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
+      if (!(err instanceof PatchswarmError)) throw err
+    } finally {
+      peer.serving.delete(id)
+    }
+  }
+
+  /**
+   * Super-seeding: the origin hands each chunk to one peer and leaves it to the swarm: it turns
+   * down a chunk that another connected peer holds, or that it just sent to one. A peer that
+   * keeps asking past `originFallbackMs` gets it anyway (it may not reach the holders).
+   */
+  private originMayServe (peer: Peer, digest: string, index: number): boolean {
+    if (this.requireIdentity().role !== 'origin') return true
+    const key = `${digest}:${index}`
+    const now = this.now()
+    const last = this.originServed.get(key)
+    const justSent = last !== undefined && last.peer !== peer.key && now - last.at < (this.opts.originReserveMs ?? 3000) && this.peers.has(last.peer)
+    let heldElsewhere = false
+    for (const other of this.peers.values()) {
+      if (other !== peer && other.identity.role !== 'origin' && other.has.get(digest)?.get(index)) { heldElsewhere = true; break }
+    }
+    if (justSent || heldElsewhere) {
+      const first = peer.refused.get(key)
+      if (first === undefined) peer.refused.set(key, now)
+      if (first === undefined || now - first < (this.opts.originFallbackMs ?? 5000)) return false
+    }
+    peer.refused.delete(key)
+    this.originServed.set(key, { at: now, peer: peer.key })
+    return true
+  }
+
+  // ── fetching ────────────────────────────────────────────────────────────────────────────
+
+  private newScheduler (manifest: Manifest, rx: PackageReceive): ChunkScheduler {
+    const missing: number[] = []
+    manifest.chunks.forEach((_, i) => { if (!rx.hasChunk(i)) missing.push(i) })
+    return new ChunkScheduler({ chunkSizes: manifest.chunks.map((c) => c.size), missing, selfId: this.keyid, now: this.now, ...this.opts.scheduler })
+  }
+
+  private onHave (peer: Peer, digest: string, bits: Bitfield): void {
+    peer.has.set(digest, bits)
+    const dl = this.downloads.get(digest)
+    if (!dl || bits.length !== dl.manifest.chunks.length) return
+    dl.sched.setHave(peer.key, (i) => bits.get(i))
+    this.pump(dl)
+  }
+
+  private onHaveChunk (peer: Peer, digest: string, index: number): void {
+    const known = peer.has.get(digest)
+    if (known && index < known.length) known.set(index)
+    else if (!known && this.seeding.has(digest)) {
+      const length = this.complete.get(digest)?.manifest.chunks.length
+      if (length !== undefined && index < length) {
+        const bits = new Bitfield(length)
+        bits.set(index)
+        peer.has.set(digest, bits)
+      }
+    }
+    const dl = this.downloads.get(digest)
+    if (!dl) return
+    dl.sched.addHave(peer.key, index)
+    this.pump(dl)
+  }
+
+  private async onData (peer: Peer, d: ChunkData): Promise<void> {
+    peer.requests.delete(d.id)
+    const dl = this.downloads.get(d.digest)
+    if (!dl || !dl.sched.isMissing(d.index)) return
+    const chunk = dl.manifest.chunks[d.index]
+    try {
+      if (!chunk) throw PatchswarmError.HASH_MISMATCH(`chunk ${d.index} is not in the package`)
+      await dl.rx.putChunk(chunk.hash, d.bytes)
+    } catch (err) {
+      if ((err as PatchswarmError).code !== 'HASH_MISMATCH') throw err
+      dl.sched.failed(peer.key, d.index, 'bad')
+      this.banPeer(peer, this.opts.banMs ?? 600_000, `sent a bad chunk of ${d.digest.slice(0, 12)}…`)
+      this.pump(dl)
+      return
+    }
+    this.opts.accounting?.record({ digest: d.digest, source: this.sourceKind(peer), direction: 'down', bytes: d.bytes.length })
+    await this.opts.courtesy?.download.take(d.bytes.length)
+    for (const other of dl.sched.received(peer.key, d.index, d.bytes.length)) this.cancelRequest(other.peer, d.digest, other.index)
+    for (const p of this.peers.values()) if (p.interest.has(d.digest) && !p.channel.closed) p.channel.haveChunk(d.digest, d.index)
+    this.emit('chunk', { digest: d.digest, index: d.index, from: peer.identity })
+    this.maybeFinish(dl)
+    this.pump(dl)
+  }
+
+  private onReject (peer: Peer, id: number): void {
+    const req = peer.requests.get(id)
+    if (!req) return
+    peer.requests.delete(id)
+    const dl = this.downloads.get(req.digest)
+    if (!dl) return
+    dl.sched.failed(peer.key, req.index, 'reject')
+    this.pump(dl)
+  }
+
+  /** Many events (a have from every peer for every chunk) coalesce into one scheduling pass. */
+  private pump (dl: Download): void {
+    if (dl.pumping) return
+    dl.pumping = true
+    setImmediate(() => {
+      dl.pumping = false
+      this.pumpNow(dl)
+    })
+  }
+
+  private pumpNow (dl: Download): void {
+    if (this.downloads.get(dl.digest) !== dl) return
+    for (const pick of dl.sched.pick()) {
+      const peer = this.peers.get(pick.peer)
+      if (!peer || peer.channel.closed) { dl.sched.removePeer(pick.peer); continue }
+      const id = peer.channel.request(dl.digest, pick.index)
+      peer.requests.set(id, { digest: dl.digest, index: pick.index })
+    }
+  }
+
+  private tick (dl: Download): void {
+    for (const late of dl.sched.overdue()) {
+      this.cancelRequest(late.peer, dl.digest, late.index)
+      dl.sched.failed(late.peer, late.index, 'timeout')
+    }
+    for (const slow of dl.sched.slowPeers()) {
+      const peer = this.peers.get(slow)
+      if (peer && peer.identity.role !== 'origin') this.banPeer(peer, this.opts.slowBanMs ?? 60_000, 'too slow')
+    }
+    this.pump(dl)
+  }
+
+  private cancelRequest (peerKey: string, digest: string, index: number): void {
+    const peer = this.peers.get(peerKey)
+    if (!peer) return
+    for (const [id, r] of peer.requests) {
+      if (r.digest === digest && r.index === index) {
+        peer.requests.delete(id)
+        if (!peer.channel.closed) peer.channel.cancel(id)
+      }
+    }
+  }
+
+  private maybeFinish (dl: Download): void {
+    if (!dl.sched.done || this.downloads.get(dl.digest) !== dl) return
+    dl.rx.commit().then(() => {
+      this.endDownload(dl, null)
+    }, (err: PatchswarmError) => {
+      if (err.code !== 'HASH_MISMATCH') return this.endDownload(dl, err)
+      // Chunks rotted on disk before commit: fetch them again.
+      dl.sched = this.newScheduler(dl.manifest, dl.rx)
+      for (const peer of this.peers.values()) this.join(dl, peer)
+    })
+  }
+
+  private endDownload (dl: Download, err: Error | null): void {
+    if (this.downloads.get(dl.digest) !== dl) return
+    clearInterval(dl.timer)
+    this.downloads.delete(dl.digest)
+    for (const peer of this.peers.values()) {
+      for (const [id, r] of peer.requests) if (r.digest === dl.digest) { peer.requests.delete(id); if (!peer.channel.closed) peer.channel.cancel(id) }
+    }
+    if (err) dl.settle.reject(err)
+    else dl.settle.resolve()
+  }
+
+  private banPeer (peer: Peer, ms: number, reason: string): void {
+    this.bans.ban(peer.key, ms, reason)
+    this.emit('ban', { keyid: peer.key, reason, ms })
+    peer.channel.destroy(PatchswarmError.BANNED(`${peer.key.slice(0, 12)}… ${reason}`))
+  }
+
+  private misbehaved (peer: Peer, err: unknown): void {
+    peer.channel.destroy(err instanceof Error ? err : new Error(String(err)))
+  }
+
+  private sourceKind (peer: Peer): TrafficSource {
+    return peer.identity.role === 'origin' ? 'origin' : peer.sameSite ? 'site' : 'peer'
+  }
+
+  private requireIdentity (): PeerIdentity {
+    if (!this.identity) throw PatchswarmError.CLOSED('the swarm node is not ready')
+    return this.identity
+  }
+}

@@ -1,0 +1,124 @@
+// A small organisation for swarm tests: a root whose console key certifies nodes, real package
+// stores in the test's folder, and swarm nodes on a local DHT testnet.
+import path from 'node:path'
+import fs from 'node:fs/promises'
+import type { Test } from 'tap'
+import { generateKeyPair, keySigner, type KeyPair } from '../../lib/crypto/keys.js'
+import { openDatabase, sublevel } from '../../lib/store/db.js'
+import { PackageStore, type Manifest } from '../../lib/content/index.js'
+import { newRoot, newCertificate, signEnvelope, serializeEnvelope, type RootDocument, type PeerRole } from '../../lib/trust/index.js'
+import { SwarmNode, type SwarmNodeOptions } from '../../lib/swarm/node.js'
+import { startTestnet, type LocalTestnet } from '../../lib/swarm/transport.js'
+
+export const MiB = 1024 * 1024
+
+export interface Org {
+  root: RootDocument
+  certify (keyPair: KeyPair, opts?: { tenant?: string, site?: string | null, role?: PeerRole }): Promise<Uint8Array>
+}
+
+export async function makeOrg (name = 'acme'): Promise<Org> {
+  const rootKey = keySigner(generateKeyPair())
+  const consoleKey = keySigner(generateKeyPair())
+  const root = newRoot({
+    org: name,
+    keys: { root: [rootKey.keyid], release: [rootKey.keyid], console: [consoleKey.keyid] },
+    expires: new Date(Date.now() + 86400_000)
+  })
+  return {
+    root,
+    async certify (keyPair, opts = {}) {
+      const cert = newCertificate({
+        org: name, holder: keyPair.publicKey, role: opts.role ?? 'endpoint', tenant: opts.tenant ?? 'msp-1/customer-a',
+        site: opts.site ?? null, issued: new Date(Date.now() - 1000), expires: new Date(Date.now() + 86400_000)
+      })
+      return serializeEnvelope(await signEnvelope(cert, [consoleKey]))
+    }
+  }
+}
+
+export interface TestNode {
+  node: SwarmNode
+  store: PackageStore
+  keyPair: KeyPair
+  dir: string
+  close (): Promise<void>
+}
+
+export interface NodeOptions {
+  role?: PeerRole
+  site?: string | null
+  tenant?: string
+  /** Reuse a node's folder (a restart). */
+  dir?: string
+  certificate?: Uint8Array
+  keyPair?: KeyPair
+  node?: Partial<SwarmNodeOptions>
+}
+
+/** One per test: its folder, a local testnet and an organisation. Everything is closed at teardown. */
+export class Fleet {
+  private count = 0
+  private constructor (readonly t: Test, readonly base: string, readonly net: LocalTestnet, readonly org: Org) {}
+
+  static async create (t: Test): Promise<Fleet> {
+    const base = t.testdir()
+    const net = await startTestnet(3)
+    const fleet = new Fleet(t, base, net, await makeOrg())
+    t.teardown(() => net.destroy())
+    return fleet
+  }
+
+  async node (opts: NodeOptions = {}): Promise<TestNode> {
+    const dir = opts.dir ?? path.join(this.base, `node-${this.count++}`)
+    await fs.mkdir(dir, { recursive: true })
+    const db = await openDatabase(path.join(dir, 'db'))
+    const store = new PackageStore({ dir: path.join(dir, 'store'), db: sublevel(db, 'store') })
+    await store.ready()
+    const keyPair = opts.keyPair ?? generateKeyPair()
+    const certificate = opts.certificate ?? await this.org.certify(keyPair, { role: opts.role ?? 'endpoint', site: opts.site ?? null, ...(opts.tenant ? { tenant: opts.tenant } : {}) })
+    const node = new SwarmNode({ keyPair, certificate, root: () => this.org.root, store, bootstrap: this.net.bootstrap, host: '127.0.0.1', ...opts.node })
+    let closed = false
+    const close = async () => {
+      if (closed) return
+      closed = true
+      await node.close()
+      await store.close()
+      await db.close()
+    }
+    this.t.teardown(close)
+    await node.ready()
+    return { node, store, keyPair, dir, close }
+  }
+
+  /** A one-file package of `size` bytes, imported into `store`. */
+  async publish (store: PackageStore, size: number, seed = 1): Promise<{ manifest: Manifest, digest: string, bytes: Buffer }> {
+    const dir = path.join(this.base, `src-${seed}-${size}`)
+    await fs.mkdir(dir, { recursive: true })
+    const bytes = seededBytes(size, seed)
+    await fs.writeFile(path.join(dir, 'payload.bin'), bytes)
+    const { manifest, digest } = await store.importSource(dir, SMALL_CHUNKS)
+    return { manifest, digest, bytes }
+  }
+
+  async checkout (store: PackageStore, digest: string): Promise<Buffer> {
+    const dest = path.join(this.base, `out-${this.count++}`)
+    await store.checkout(digest, dest)
+    return fs.readFile(path.join(dest, 'payload.bin'))
+  }
+}
+
+/** Smaller chunks than the default, so small test packages still have many. */
+export const SMALL_CHUNKS = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
+
+/** Seeded pseudo-random bytes: fast, and different for each seed. */
+export function seededBytes (n: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(Math.ceil(n / 4) * 4)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < out.length; i += 4) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0
+    out.writeUInt32LE(x, i)
+  }
+  return out.subarray(0, n)
+}
+
