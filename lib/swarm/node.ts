@@ -132,9 +132,13 @@ export class SwarmNode extends EventEmitter {
     await this.discovery.flushed()
   }
 
-  /** Looks the topic up again: peers that joined at the same instant may have missed each other. */
+  /**
+   * Looks the topic up (and announces) again: peers that joined at the same instant may have
+   * missed each other. Both flags stay on: a session's refresh() keeps the modes it is given, so
+   * `server: false` would stop this node from being found at all.
+   */
   async refresh (): Promise<void> {
-    await this.discovery?.refresh({ client: true, server: false })
+    await this.discovery?.refresh({ client: true, server: true })
   }
 
   /** Connected peers that showed a valid certificate. */
@@ -202,7 +206,10 @@ export class SwarmNode extends EventEmitter {
       verifyCertificate: (bytes, remotePublicKey) => this.checkPeer(bytes, remotePublicKey),
       ...(this.opts.limits ? { limits: this.opts.limits } : {})
     })
-    channel.opened.then((identity) => this.onOpen(channel, conn, identity), () => {})
+    this.emit('connection', { remotePublicKey: conn.remotePublicKey })
+    channel.opened.then((identity) => this.onOpen(channel, conn, identity), (err: Error) => {
+      this.emit('handshake-failed', { remotePublicKey: conn.remotePublicKey, error: err })
+    })
   }
 
   private checkPeer (bytes: Uint8Array, remotePublicKey: Uint8Array): PeerIdentity {
@@ -389,7 +396,7 @@ export class SwarmNode extends EventEmitter {
     await this.opts.courtesy?.download.take(d.bytes.length)
     for (const other of dl.sched.received(peer.key, d.index, d.bytes.length)) this.cancelRequest(other.peer, d.digest, other.index)
     for (const p of this.peers.values()) if (p.interest.has(d.digest) && !p.channel.closed) p.channel.haveChunk(d.digest, d.index)
-    this.emit('chunk', { digest: d.digest, index: d.index, from: peer.identity })
+    this.emit('chunk', { digest: d.digest, index: d.index, bytes: d.bytes.length, from: peer.identity })
     this.maybeFinish(dl)
     this.pump(dl)
   }
