@@ -3,11 +3,16 @@
 // Input: 256 MiB of random bytes generated in memory before timing, fed to both as 1 MiB buffers
 // (the size chunkFile reads from disk), so disk speed does not enter the figures.
 // Each variant runs ROUNDS times, interleaved; the median is reported.
+//   mb_per_s              chunkStream as shipped: the parallel engine (WebAssembly cuts, SHA-256
+//                         shared with a worker, lib/content/parallel.ts)
+//   sequential_mb_per_s   the JavaScript cutter with the worker hasher (the engine before)
+//   parallel_inline_…     the parallel engine hashing on the calling thread only (one core)
+//   cut_points_only_…     cut finding alone, JavaScript and WebAssembly
 import { createHash, randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { chunkStream } from '../lib/content/chunker.js'
-import { HASHING_MODES, DEFAULT_HASHING, type HashingMode } from '../lib/content/hashers.js'
+import { chunkStream, type ChunkOptions } from '../lib/content/chunker.js'
 import { createCutter, nextCut } from '../lib/content/fastcdc.js'
+import { createSharedMemory, instantiateGearScan, wasmCut, GEAR_TABLES_END } from '../lib/content/gear-wasm.js'
 
 export const summary = { figure: 'mb_per_s', baseline: 'baseline_mb_per_s', goal: 'ratio >= 0.6' }
 
@@ -22,10 +27,10 @@ function pieces (data: Buffer): Buffer[] {
   return out
 }
 
-async function timeFastcdc (input: Buffer[], hashing: HashingMode): Promise<number> {
+async function timeFastcdc (input: Buffer[], opts: ChunkOptions): Promise<number> {
   const t = performance.now()
   let n = 0
-  for await (const c of chunkStream(input, { hashing })) n += c.size
+  for await (const c of chunkStream(input, opts)) n += c.size
   if (n !== input.length * PIECE) throw new Error('lost bytes')
   return performance.now() - t
 }
@@ -46,33 +51,55 @@ function timeCutsOnly (data: Buffer): number {
   return performance.now() - t
 }
 
+// The same with the WebAssembly scan, the bytes already in its memory.
+function wasmCutsOnly (data: Buffer): () => number {
+  const cutter = createCutter()
+  const memory = createSharedMemory(Math.ceil((GEAR_TABLES_END + data.length) / 65536))
+  const scan = instantiateGearScan(memory)
+  new Uint8Array(memory.buffer).set(data, GEAR_TABLES_END)
+  const end = GEAR_TABLES_END + data.length
+  return () => {
+    const t = performance.now()
+    for (let p = GEAR_TABLES_END; p < end;) p += wasmCut(scan, cutter, p, end)
+    return performance.now() - t
+  }
+}
+
 const mbps = (ms: number) => Math.round((TOTAL / 1024 / 1024) / (ms / 1000))
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 export async function run (): Promise<Record<string, number | string>> {
   const data = randomBytes(TOTAL)
   const input = pieces(data)
-  const times: Record<string, number[]> = { baseline: [], cuts: [] }
-  for (const m of HASHING_MODES) times[m] = []
-  await timeFastcdc(input.slice(0, 32), 'worker') // warm up the JIT and start the worker
+  const wasmCuts = wasmCutsOnly(data)
+  const variants: Record<string, () => Promise<number> | number> = {
+    baseline: () => timeFixed(input),
+    parallel: () => timeFastcdc(input, {}),
+    sequential: () => timeFastcdc(input, { engine: 'sequential', hashing: 'worker' }),
+    parallel_inline: () => timeFastcdc(input, { hashing: 'inline' }),
+    cuts: () => timeCutsOnly(data),
+    wasm_cuts: wasmCuts
+  }
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]))
+  // Warm up the JIT (and the WebAssembly tier-up) and start the worker.
+  await timeFastcdc(input.slice(0, 32), {})
+  await timeFastcdc(input.slice(0, 32), { engine: 'sequential' })
   for (let r = 0; r < ROUNDS; r++) {
-    times.baseline!.push(timeFixed(input))
-    for (const m of HASHING_MODES) times[m]!.push(await timeFastcdc(input, m))
-    times.cuts!.push(timeCutsOnly(data))
+    for (const [k, f] of Object.entries(variants)) times[k]!.push(await f())
     console.error(`# round ${r + 1}: ` + Object.entries(times).map(([k, v]) => `${k} ${mbps(v.at(-1)!)} MB/s`).join(', '))
   }
   const fig = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, mbps(median(v))]))
-  const ours = fig[DEFAULT_HASHING]!
+  const ours = fig.parallel!
   return {
     bench: 'chunking',
     mb_per_s: ours,
     baseline_mb_per_s: fig.baseline!,
     ratio: Math.round((ours / fig.baseline!) * 100) / 100,
-    hashing: DEFAULT_HASHING,
-    inline_mb_per_s: fig.inline!,
-    threadpool_mb_per_s: fig.threadpool!,
-    worker_mb_per_s: fig.worker!,
+    engine: 'parallel',
+    sequential_mb_per_s: fig.sequential!,
+    parallel_inline_mb_per_s: fig.parallel_inline!,
     cut_points_only_mb_per_s: fig.cuts!,
+    wasm_cut_points_only_mb_per_s: fig.wasm_cuts!,
     input: '256 MiB random, in memory, 1 MiB buffers',
     rounds: ROUNDS
   }

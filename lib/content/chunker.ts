@@ -1,10 +1,13 @@
 // Streaming chunker: buffers of any sizes in, chunks `{ offset, size, hash }` out, in order.
-// Cut points are found on the calling thread (FastCDC) while SHA-256 runs elsewhere (see hashers.ts),
-// with a bounded number of chunks in flight.
+// Two engines, with the same output:
+//   parallel    (default) cut points by the WebAssembly gear scan, SHA-256 shared between this thread
+//               and a worker reading the bytes in place (parallel.ts).
+//   sequential  the JavaScript cutter (ChunkSplitter) with one of the hashers of hashers.ts.
 import fs from 'node:fs'
 import { PatchswarmError } from '../errors.js'
 import { createCutter, nextCut, type ChunkingParams, type Cutter } from './fastcdc.js'
 import { createHasher, type HashingMode } from './hashers.js'
+import { chunkStreamParallel, PARALLEL_MAX_CHUNK } from './parallel.js'
 
 export interface Chunk {
   /** Position of the chunk's first byte in the stream. */
@@ -21,7 +24,14 @@ export interface ChunkOptions extends Partial<ChunkingParams> {
   hashing?: HashingMode
   /** Chunks hashed ahead of the one being yielded. */
   inFlight?: number
+  /** Parallel engine: bytes the worker may have queued before chunks are hashed here instead. */
+  workerBacklog?: number
+  /** 'parallel' unless max is over PARALLEL_MAX_CHUNK; 'sequential' is the JavaScript-only path. */
+  engine?: ChunkEngine
 }
+
+export type ChunkEngine = 'parallel' | 'sequential'
+export const CHUNK_ENGINES: readonly ChunkEngine[] = ['parallel', 'sequential']
 
 export type ByteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>
 
@@ -99,8 +109,17 @@ export class ChunkSplitter {
 interface Pending { offset: number, size: number, hash: Buffer | Promise<Buffer>, bytes?: Buffer }
 
 /** Chunks a stream of buffers (a Readable works: it is an async iterable of Buffers). */
+// (A generator itself, so that bad options reject on first use, as they always have.)
 export async function * chunkStream (source: ByteSource, opts: ChunkOptions = {}): AsyncGenerator<Chunk> {
-  const splitter = new ChunkSplitter(opts)
+  const cutter = createCutter(opts)
+  const engine = opts.engine ?? 'parallel'
+  if (engine !== 'parallel' && engine !== 'sequential') throw PatchswarmError.BAD_ARGUMENT(`unknown chunking engine ${JSON.stringify(engine)}; use one of ${CHUNK_ENGINES.join(', ')}`)
+  if (engine === 'parallel' && cutter.params.max <= PARALLEL_MAX_CHUNK) yield * chunkStreamParallel(source, cutter, opts)
+  else yield * chunkStreamSequential(source, cutter, opts)
+}
+
+async function * chunkStreamSequential (source: ByteSource, cutter: Cutter, opts: ChunkOptions): AsyncGenerator<Chunk> {
+  const splitter = new ChunkSplitter(cutter)
   const hasher = createHasher(opts.hashing)
   const inFlight = Math.max(1, opts.inFlight ?? 8)
   const queue: Pending[] = []

@@ -5,7 +5,8 @@
 //   threadpool  WebCrypto digest, which Node runs on the libuv thread pool (it copies the input).
 //   worker      one shared worker_threads worker; the chunk is copied into a pooled ArrayBuffer that is
 //               transferred there and back (no allocation per chunk, no structured clone).
-// bench/chunking.ts measures all three; DEFAULT_HASHING is the winner on a 2-core machine.
+// These serve chunkStream's sequential engine (and the parallel one with hashing 'inline' or
+// 'threadpool'); the default parallel engine hashes through its own worker (parallel.ts).
 import { createHash, webcrypto } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import { PatchswarmError } from '../errors.js'
@@ -36,7 +37,9 @@ function hashInline (view: Uint8Array): Buffer {
 }
 
 async function hashOnThreadpool (view: Uint8Array): Promise<Buffer> {
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', view))
+  // WebCrypto refuses views of a SharedArrayBuffer (the parallel chunker's memory): copy those.
+  const bytes = view.buffer instanceof SharedArrayBuffer ? new Uint8Array(view) : view
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes))
 }
 
 const WORKER_SOURCE = `
