@@ -64,8 +64,9 @@ export class ChunkScheduler {
   private readonly sizes: readonly number[]
   private readonly missing = new Set<number>()
   private readonly peers = new Map<string, PeerState>()
-  /** Non-origin peers that have a chunk. */
+  /** Non-origin peers that have a chunk, and those of them in our site. */
   private readonly availability = new Map<number, number>()
+  private readonly siteAvailability = new Map<number, number>()
   /** index → peers it is being fetched from. */
   private readonly inFlight = new Map<number, Set<string>>()
   private readonly originBackoff = new Map<number, number>()
@@ -107,7 +108,7 @@ export class ChunkScheduler {
   removePeer (id: string): number[] {
     const p = this.peers.get(id)
     if (!p) return []
-    if (p.have !== 'all' && !p.info.origin) for (const i of p.have) this.bump(i, -1)
+    if (p.have !== 'all' && !p.info.origin) for (const i of p.have) this.bump(p, i, -1)
     if (p.info.sameSite) this.responsible.clear()
     const lost = [...p.inFlight.keys()]
     for (const i of lost) this.inFlight.get(i)?.delete(id)
@@ -121,16 +122,16 @@ export class ChunkScheduler {
   setHave (id: string, has: (index: number) => boolean): void {
     const p = this.peers.get(id)
     if (!p || p.have === 'all') return
-    for (const i of p.have) this.bump(i, -1)
+    for (const i of p.have) this.bump(p, i, -1)
     p.have = new Set()
-    for (let i = 0; i < this.sizes.length; i++) if (has(i)) { p.have.add(i); this.bump(i, 1) }
+    for (let i = 0; i < this.sizes.length; i++) if (has(i)) { p.have.add(i); this.bump(p, i, 1) }
   }
 
   addHave (id: string, index: number): void {
     const p = this.peers.get(id)
     if (!p || p.have === 'all' || p.have.has(index) || index < 0 || index >= this.sizes.length) return
     p.have.add(index)
-    this.bump(index, 1)
+    this.bump(p, index, 1)
   }
 
   /** New requests to send now; they are recorded as in flight. */
@@ -180,7 +181,7 @@ export class ChunkScheduler {
     this.inFlight.get(index)?.delete(peer)
     if (reason === 'timeout') p.timeouts++
     if (reason === 'reject' && p.info.origin) this.originBackoff.set(index, this.now() + this.opts.originBackoffMs)
-    if (reason === 'reject' && p.have !== 'all' && p.have.delete(index)) this.bump(index, -1)
+    if (reason === 'reject' && p.have !== 'all' && p.have.delete(index)) this.bump(p, index, -1)
   }
 
   /** Requests past their deadline; the caller cancels them and reports `failed(…, 'timeout')`. */
@@ -220,17 +221,16 @@ export class ChunkScheduler {
 
   private allowed (p: PeerState, i: number, now: number): boolean {
     if (!this.missing.has(i)) return false
+    if (p.info.sameSite) return p.have !== 'all' && p.have.has(i)
     if (p.info.origin) {
       if ((this.availability.get(i) ?? 0) > 0) return false // some peer can serve it
       if ((this.originBackoff.get(i) ?? 0) > now) return false
-    } else if (p.have === 'all' || !p.have.has(i)) {
-      return false
+    } else {
+      if (p.have === 'all' || !p.have.has(i)) return false
+      if ((this.siteAvailability.get(i) ?? 0) > 0) return false // wait for our site to pass it on
     }
     // Crossing the site boundary: only the responsible member, unless it had its chance.
-    if (!p.info.sameSite && now - this.started < this.opts.siteGraceMs) {
-      return this.responsibleForChunk(i)
-    }
-    return true
+    return now - this.started >= this.opts.siteGraceMs || this.responsibleForChunk(i)
   }
 
   /** Rendezvous hashing over the site's members we know of (ourselves included). */
@@ -260,7 +260,7 @@ export class ChunkScheduler {
     for (const i of this.missing) {
       const holders = this.inFlight.get(i)
       if (!holders || holders.size >= this.opts.endgameCopies) continue
-      const p = peers.find((q) => !holders.has(q.info.id) && q.inFlight.size < this.pipeline(q) && !q.info.origin && q.have !== 'all' && q.have.has(i))
+      const p = peers.find((q) => !holders.has(q.info.id) && !q.info.origin && q.inFlight.size < this.pipeline(q) && this.allowed(q, i, now))
       if (p) picks.push(this.record(p, i, now))
     }
     return picks
@@ -289,7 +289,7 @@ export class ChunkScheduler {
   }
 
   private pipeline (p: PeerState): number {
-    if (p.rate === null) return 2
+    if (p.rate === null) return Math.min(2, this.opts.maxPipeline)
     return Math.max(1, Math.min(this.opts.maxPipeline, Math.ceil((p.rate * PIPELINE_SECONDS) / this.avgChunk) + 1))
   }
 
@@ -306,8 +306,9 @@ export class ChunkScheduler {
     return t
   }
 
-  private bump (i: number, by: number): void {
+  private bump (p: PeerState, i: number, by: number): void {
     this.availability.set(i, (this.availability.get(i) ?? 0) + by)
+    if (p.info.sameSite) this.siteAvailability.set(i, (this.siteAvailability.get(i) ?? 0) + by)
   }
 }
 

@@ -134,3 +134,18 @@ t.test('slow peers: far below the median, or timing out again and again', async 
   for (let k = 0; k < 3; k++) s2.failed('x', k, 'timeout')
   t.same(s2.slowPeers(), ['x'])
 })
+
+t.test('site: a chunk some site member has never crosses the WAN, even after the grace time', async (t) => {
+  const { s, clock } = setup(2, { siteGraceMs: 100, maxPipeline: 1 })
+  s.addPeer({ id: 'lan', origin: false, sameSite: true })
+  s.addPeer({ id: 'wan', origin: false, sameSite: false })
+  s.setHave('lan', (i) => i === 0)
+  s.setHave('wan', all)
+  clock.advance(101)
+  const picks = s.pick()
+  t.same(byPeer(picks, 'wan'), [1], 'only the chunk no site member has comes from outside')
+  t.ok(byPeer(picks, 'lan').length <= 2)
+  // The LAN peer is busy with chunk 0; the WAN peer still must not get a second copy of it (endgame).
+  s.received('wan', 1, 256 * KiB)
+  t.same(byPeer(s.pick(), 'wan'), [], 'no endgame copy from across the WAN')
+})
