@@ -40,7 +40,7 @@ export interface SwarmNodeOptions {
   /** Origin only: a peer still asking for a chunk after this long gets it, even if others hold it. */
   originFallbackMs?: number
   limits?: Partial<ProtocolLimits>
-  scheduler?: Partial<Pick<SchedulerOptions, 'requestTimeoutMs' | 'siteGraceMs' | 'originBackoffMs' | 'maxPipeline'>>
+  scheduler?: Partial<Pick<SchedulerOptions, 'requestTimeoutMs' | 'siteGraceMs' | 'rejectBackoffMs' | 'maxPipeline'>>
 }
 
 interface Peer {
@@ -59,6 +59,8 @@ interface Peer {
   has: Map<string, Bitfield>
   /** Origin only: when we first turned down each chunk it asked for. */
   refused: Map<string, number>
+  /** Round trips of pings, for the delay-based back-off; null until the first pong. */
+  rttMs: number | null
 }
 
 interface Download {
@@ -81,6 +83,10 @@ interface Source {
 }
 
 const TICK_MS = 100
+const PING_MS = 1000
+
+/** Kinds of control messages. Releases, directives and reports (later) take kinds from 16 up. */
+export const CONTROL = { PING: 0, PONG: 1 } as const
 
 export class SwarmNode extends EventEmitter {
   readonly keyPair: KeyPair
@@ -99,6 +105,7 @@ export class SwarmNode extends EventEmitter {
   private readonly seeding = new Set<string>()
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
+  private pinger: NodeJS.Timeout | null = null
 
   constructor (opts: SwarmNodeOptions) {
     super()
@@ -130,6 +137,10 @@ export class SwarmNode extends EventEmitter {
     swarm.on('connection', (conn) => this.onConnection(conn))
     this.discovery = swarm.join(organisationTopic(this.identity.org), { server: true, client: true })
     await this.discovery.flushed()
+    // Round trips over every link feed the delay-based back-off: a queue building up on this
+    // link (someone's video call suffering) shows as a growing round trip.
+    this.pinger = setInterval(() => this.ping(), PING_MS)
+    this.pinger.unref()
   }
 
   /**
@@ -192,6 +203,7 @@ export class SwarmNode extends EventEmitter {
 
   private async shutdown (): Promise<void> {
     await this.opening?.catch(() => {})
+    if (this.pinger) clearInterval(this.pinger)
     for (const dl of this.downloads.values()) this.endDownload(dl, PatchswarmError.CLOSED('the swarm node closed'))
     for (const peer of this.peers.values()) peer.channel.destroy()
     if (this.swarm) await destroySwarm(this.swarm)
@@ -227,7 +239,7 @@ export class SwarmNode extends EventEmitter {
     if (this.closing || this.peers.has(identity.keyid)) return channel.destroy()
     const mine = this.requireIdentity()
     const sameSite = this.inMySite(identity, conn.rawStream.remoteHost)
-    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Set(), has: new Map(), refused: new Map() }
+    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Set(), has: new Map(), refused: new Map(), rttMs: null }
     this.peers.set(peer.key, peer)
     channel.on('want', (digest: string) => { this.onWant(peer, digest).catch((err) => this.misbehaved(peer, err)) })
     channel.on('have', (digest: string, bits: Bitfield) => this.onHave(peer, digest, bits))
@@ -237,6 +249,7 @@ export class SwarmNode extends EventEmitter {
     channel.on('data', (d: ChunkData) => { this.onData(peer, d).catch((err) => this.emit('warning', err)) })
     channel.on('reject', (id: number) => this.onReject(peer, id))
     channel.on('close', () => this.onClose(peer))
+    channel.on('control', (kind: number, payload: Uint8Array) => this.onControl(peer, kind, payload))
     for (const dl of this.downloads.values()) this.join(dl, peer)
     if (mine.role === 'origin') for (const digest of this.seeding) channel.want(digest)
     this.emit('peer-open', identity)
@@ -270,6 +283,30 @@ export class SwarmNode extends EventEmitter {
 
   private publicHost (): string | null {
     return (this.swarm?.dht as unknown as { host?: string | null } | undefined)?.host ?? null
+  }
+
+  private ping (): void {
+    const stamp = Buffer.alloc(8)
+    stamp.writeDoubleBE(performance.now())
+    for (const peer of this.peers.values()) if (!peer.channel.closed) peer.channel.control(CONTROL.PING, stamp)
+  }
+
+  private onControl (peer: Peer, kind: number, payload: Uint8Array): void {
+    if (kind === CONTROL.PING) {
+      if (payload.byteLength === 8 && !peer.channel.closed) peer.channel.control(CONTROL.PONG, payload)
+    } else if (kind === CONTROL.PONG && payload.byteLength === 8) {
+      const rtt = performance.now() - Buffer.from(payload.buffer, payload.byteOffset, 8).readDoubleBE(0)
+      if (!(rtt >= 0 && rtt < 60_000)) return // not a stamp of ours
+      peer.rttMs = rtt
+      this.opts.courtesy?.upload.onDelaySample(rtt)
+      this.opts.courtesy?.download.onDelaySample(rtt)
+    }
+    this.emit('control', { from: peer.identity, kind, payload })
+  }
+
+  /** Round-trip time to each connected peer, from the last ping. */
+  roundTrips (): Array<{ keyid: string, rttMs: number | null }> {
+    return [...this.peers.values()].map((p) => ({ keyid: p.key, rttMs: p.rttMs }))
   }
 
   // ── serving ─────────────────────────────────────────────────────────────────────────────

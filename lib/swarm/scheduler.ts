@@ -35,8 +35,8 @@ export interface SchedulerOptions {
   requestTimeoutMs?: number
   /** How long to wait for the site member responsible for a chunk before fetching it from outside. */
   siteGraceMs?: number
-  /** How long to leave the origin alone after it turned down a chunk. */
-  originBackoffMs?: number
+  /** How long to leave a peer alone about a chunk it turned down (not now: choked, metered, busy). */
+  rejectBackoffMs?: number
   maxPipeline?: number
   /** Copies of one chunk in flight during endgame. */
   endgameCopies?: number
@@ -55,9 +55,12 @@ interface PeerState {
   lastDelivery: number
   received: number
   timeouts: number
+  /** Chunks it turned down: until when we leave it alone about them, and the last wait (it doubles). */
+  backoff: Map<number, { until: number, ms: number }>
 }
 
 const DECAY = 0.7
+const MAX_BACKOFF_MS = 5000
 const PIPELINE_SECONDS = 0.5
 
 export class ChunkScheduler {
@@ -69,7 +72,6 @@ export class ChunkScheduler {
   private readonly siteAvailability = new Map<number, number>()
   /** index → peers it is being fetched from. */
   private readonly inFlight = new Map<number, Set<string>>()
-  private readonly originBackoff = new Map<number, number>()
   private readonly now: () => number
   private readonly started: number
   private readonly opts: Required<Omit<SchedulerOptions, 'chunkSizes' | 'missing' | 'now'>>
@@ -87,7 +89,7 @@ export class ChunkScheduler {
       selfId: opts.selfId,
       requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
       siteGraceMs: opts.siteGraceMs ?? 3000,
-      originBackoffMs: opts.originBackoffMs ?? 250,
+      rejectBackoffMs: opts.rejectBackoffMs ?? 250,
       maxPipeline: opts.maxPipeline ?? 8,
       endgameCopies: opts.endgameCopies ?? 2
     }
@@ -101,7 +103,7 @@ export class ChunkScheduler {
   addPeer (info: SchedulerPeer): void {
     if (this.peers.has(info.id)) return
     if (info.sameSite) this.responsible.clear()
-    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0 })
+    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0, backoff: new Map() })
   }
 
   /** Forgets a peer; what was in flight there becomes schedulable again. */
@@ -167,6 +169,7 @@ export class ChunkScheduler {
       p.timeouts = 0
     }
     this.missing.delete(index)
+    for (const q of this.peers.values()) q.backoff.delete(index)
     const others = [...(this.inFlight.get(index) ?? [])].filter((id) => id !== peer)
     for (const id of others) this.peers.get(id)?.inFlight.delete(index)
     this.inFlight.delete(index)
@@ -180,8 +183,11 @@ export class ChunkScheduler {
     p.inFlight.delete(index)
     this.inFlight.get(index)?.delete(peer)
     if (reason === 'timeout') p.timeouts++
-    if (reason === 'reject' && p.info.origin) this.originBackoff.set(index, this.now() + this.opts.originBackoffMs)
-    if (reason === 'reject' && p.have !== 'all' && p.have.delete(index)) this.bump(p, index, -1)
+    // A refusal says "not now"; the peer still has the chunk, so ask again later.
+    if (reason === 'reject') {
+      const ms = Math.min(MAX_BACKOFF_MS, (p.backoff.get(index)?.ms ?? this.opts.rejectBackoffMs / 2) * 2)
+      p.backoff.set(index, { until: this.now() + ms, ms })
+    }
   }
 
   /** Requests past their deadline; the caller cancels them and reports `failed(…, 'timeout')`. */
@@ -208,7 +214,7 @@ export class ChunkScheduler {
   nextWake (): number | null {
     let t: number | null = null
     for (const p of this.peers.values()) for (const r of p.inFlight.values()) t = t === null ? r.deadline : Math.min(t, r.deadline)
-    for (const d of this.originBackoff.values()) if (d > this.now()) t = t === null ? d : Math.min(t, d)
+    for (const p of this.peers.values()) for (const { until } of p.backoff.values()) if (until > this.now()) t = t === null ? until : Math.min(t, until)
     const grace = this.started + this.opts.siteGraceMs
     if (grace > this.now()) t = t === null ? grace : Math.min(t, grace)
     return t
@@ -221,10 +227,10 @@ export class ChunkScheduler {
 
   private allowed (p: PeerState, i: number, now: number): boolean {
     if (!this.missing.has(i)) return false
+    if ((p.backoff.get(i)?.until ?? 0) > now) return false
     if (p.info.sameSite) return p.have !== 'all' && p.have.has(i)
     if (p.info.origin) {
       if ((this.availability.get(i) ?? 0) > 0) return false // some peer can serve it
-      if ((this.originBackoff.get(i) ?? 0) > now) return false
     } else {
       if (p.have === 'all' || !p.have.has(i)) return false
       if ((this.siteAvailability.get(i) ?? 0) > 0) return false // wait for our site to pass it on

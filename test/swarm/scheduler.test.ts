@@ -35,8 +35,8 @@ t.test('the origin only for chunks no peer has', async (t) => {
   t.same(byPeer(picks, 'origin').sort(), [2, 3])
 })
 
-t.test('an origin rejection backs off that chunk, then it is asked again', async (t) => {
-  const { s, clock } = setup(1, { originBackoffMs: 100 })
+t.test('a refusal backs off that chunk at that peer, then it is asked again', async (t) => {
+  const { s, clock } = setup(1, { rejectBackoffMs: 100 })
   s.addPeer({ id: 'origin', origin: true, sameSite: false })
   t.same(s.pick(), [{ peer: 'origin', index: 0 }])
   s.failed('origin', 0, 'reject')
@@ -148,4 +148,21 @@ t.test('site: a chunk some site member has never crosses the WAN, even after the
   // The LAN peer is busy with chunk 0; the WAN peer still must not get a second copy of it (endgame).
   s.received('wan', 1, 256 * KiB)
   t.same(byPeer(s.pick(), 'wan'), [], 'no endgame copy from across the WAN')
+})
+
+t.test('a peer that refused (metered, choked) is asked again later, not forgotten', async (t) => {
+  const { s, clock } = setup(1, { rejectBackoffMs: 100 })
+  s.addPeer({ id: 'a', origin: false, sameSite: true })
+  s.setHave('a', all)
+  t.same(s.pick(), [{ peer: 'a', index: 0 }])
+  s.failed('a', 0, 'reject')
+  t.same(s.pick(), [])
+  t.ok(s.nextWake()! <= 1_000_000 + 100, 'the caller is told when to look again')
+  clock.advance(100)
+  t.same(s.pick(), [{ peer: 'a', index: 0 }])
+  s.failed('a', 0, 'reject')
+  clock.advance(100)
+  t.same(s.pick(), [], 'a second refusal waits twice as long')
+  clock.advance(100)
+  t.same(s.pick(), [{ peer: 'a', index: 0 }])
 })
