@@ -1,26 +1,28 @@
-// `patchswarm demo` (what `npm start` runs): the publisher's and an endpoint's side of patchswarm on
-// a fresh data folder, through the public library API only. Keys, a root rotated v1 → v2, two
-// signed releases of one package, and an endpoint that verifies them and receives the update
-// as a delta: chunks it already holds are copied locally, only new ones are fetched.
+// `patchswarm demo` (what `npm start` runs): patchswarm end to end on this machine, through the
+// public library API only. Keys, a root rotated v1 → v2, two signed releases of one package, an
+// origin and endpoints in two sites on a local DHT; every endpoint verifies each release against
+// its own trusted root and fetches it from the swarm (same site first, the origin last), and the
+// update arrives as a delta: chunks already on disk are reused, only new ones move.
 import type { Command } from 'commander'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import {
   generateKeyPair, keySigner, keyIdOf, writeSecretKeyFile, openDatabase, sublevel,
-  PackageStore, newRoot, rotateRoot, newRelease, signEnvelope, serializeEnvelope, TrustedState,
-  type KeyPair, type Database
+  PackageStore, newRoot, rotateRoot, newRelease, newCertificate, signEnvelope, serializeEnvelope, TrustedState,
+  SwarmNode, startTestnet, type KeyPair
 } from '../../lib/index.js'
 import type { CliContext } from '../cli.js'
 import { parsePositiveInt } from './options.js'
 import { formatBytes } from './release.js'
 
-interface DemoOptions { data: string, sizeMib: number, json?: boolean }
+interface DemoOptions { data: string, sizeMib: number, endpoints: number, json?: boolean }
 
 export function registerDemoCommand (program: Command, ctx: CliContext): void {
   program.command('demo')
     .description('publish, verify and deliver a package update on this machine (what `npm start` runs)')
     .option('--data <dir>', 'data folder (emptied and reused on every run)', 'data/demo')
-    .option('--size-mib <n>', 'size of the demo package in MiB', parsePositiveInt, 32)
+    .option('--size-mib <n>', 'size of the demo package in MiB', parsePositiveInt, 16)
+    .option('--endpoints <n>', 'endpoints in the swarm, spread over two sites', parsePositiveInt, 6)
     .option('--json', 'print only a JSON summary')
     .action(async (opts: DemoOptions) => {
       const summary = await runDemo(ctx, opts)
@@ -65,15 +67,16 @@ async function runDemo (ctx: CliContext, opts: DemoOptions) {
   const size = opts.sizeMib * 1024 * 1024
   const src1 = await writePackage(path.join(data, 'src', 'hello-1.0.0'), size, null)
   const src2 = await writePackage(path.join(data, 'src', 'hello-1.1.0'), size, Math.floor(size / 2))
-  const publisherDb = await openDatabase(path.join(data, 'publisher', 'db'))
-  const endpointDb = await openDatabase(path.join(data, 'endpoint', 'db'))
-  const publisher = new PackageStore({ dir: path.join(data, 'publisher', 'store'), db: sublevel(publisherDb, 'store') })
-  const endpoint = new PackageStore({ dir: path.join(data, 'endpoint', 'store'), db: sublevel(endpointDb, 'store') })
+  const closers: Array<() => Promise<unknown>> = []
   try {
+    const originDb = await openDatabase(path.join(data, 'origin', 'db'))
+    closers.push(() => originDb.close())
+    const origin = new PackageStore({ dir: path.join(data, 'origin', 'store'), db: sublevel(originDb, 'store') })
+    closers.push(() => origin.close())
     const releases = []
     for (const [version, src] of [['1.0.0', src1], ['1.1.0', src2]] as const) {
       const started = performance.now()
-      const { manifest, digest } = await publisher.importSource(src)
+      const { manifest, digest } = await origin.importSource(src)
       const seconds = (performance.now() - started) / 1000
       const release = newRelease({
         name: 'hello', packageVersion: version, platform: 'linux', risk: 'high',
@@ -87,51 +90,81 @@ async function runDemo (ctx: CliContext, opts: DemoOptions) {
       say(`release   hello ${version}: ${formatBytes(manifest.size)}, ${manifest.chunks.length} chunks, chunked and hashed in ${seconds.toFixed(2)} s, signed 2-of-2`)
     }
 
-    // 4. The endpoint: pinned root v1 at enrollment, walks to v2, verifies each release.
-    const trust = new TrustedState({ db: sublevel(endpointDb, 'trust') })
-    await trust.ready()
-    trust.beginCycle()
-    await trust.pinRoot(root1)
-    await trust.updateRoot(root2)
-    say('endpoint  pinned root v1, walked to v2 (checked against old and new thresholds)')
+    // 4. A local DHT and a swarm: the origin, and endpoints in two sites (home offices).
+    const testnet = await startTestnet(3)
+    closers.push(() => testnet.destroy())
+    const certify = async (keyPair: KeyPair, role: 'origin' | 'endpoint', tenant: string, site: string | null) => serializeEnvelope(await signEnvelope(
+      newCertificate({ org: v2.org, holder: keyPair.publicKey, role, tenant, site, issued: now, expires: inDays(30) }), signers('console')))
+    const originKey = generateKeyPair()
+    const originNode = new SwarmNode({ keyPair: originKey, certificate: await certify(originKey, 'origin', '', null), root: () => v2, store: origin, bootstrap: testnet.bootstrap, host: '127.0.0.1' })
+    closers.push(() => originNode.close())
+    await originNode.ready()
+    for (const r of releases) await originNode.seed(r.digest)
 
+    const sites = ['vienna', 'graz']
+    const endpoints = []
+    for (let i = 0; i < opts.endpoints; i++) {
+      const site = sites[i % sites.length]!
+      const db = await openDatabase(path.join(data, 'endpoints', `ep-${i + 1}`, 'db'))
+      closers.push(() => db.close())
+      const store = new PackageStore({ dir: path.join(data, 'endpoints', `ep-${i + 1}`, 'store'), db: sublevel(db, 'store') })
+      closers.push(() => store.close())
+      // Enrollment pinned root v1; the endpoint walks to v2 before it trusts anything else.
+      const trust = new TrustedState({ db: sublevel(db, 'trust') })
+      closers.push(() => trust.close())
+      await trust.ready()
+      trust.beginCycle()
+      await trust.pinRoot(root1)
+      await trust.updateRoot(root2)
+      const keyPair = generateKeyPair()
+      const node = new SwarmNode({ keyPair, certificate: await certify(keyPair, 'endpoint', 'acme-msp/customer-a', site), root: () => trust.root!, store, bootstrap: testnet.bootstrap, host: '127.0.0.1' })
+      closers.push(() => node.close())
+      await node.ready()
+      endpoints.push({ name: `ep-${i + 1}`, site, store, trust, node })
+    }
+    await Promise.all(endpoints.map((e) => e.node.refresh()))
+    say(`swarm     origin + ${endpoints.length} endpoints in sites ${sites.join(' and ')}, on a local DHT; each endpoint pinned root v1 and walked to v2`)
+
+    // 5. Each endpoint verifies each release, fetches it from the swarm, checks it out verified.
     const deliveries = []
     for (const r of releases) {
-      const verified = await trust.verifyRelease(r.envelope, { platform: 'linux-x64' })
-      const rx = await endpoint.receive(r.manifest)
-      // Fetch only what is missing; a later issue does this over the swarm instead of from the publisher's store.
-      for (const hash of rx.missing()) await rx.putChunk(hash, await publisher.readChunk(hash))
-      const p = rx.progress
-      await rx.commit()
-      const installDir = path.join(data, 'endpoint', 'install', `hello-${r.version}`)
-      await endpoint.checkout(r.digest, installDir)
-      deliveries.push({ version: r.version, size: p.bytes, fetched: p.bytesReceived, reused: p.bytesCopied })
-      say(`endpoint  hello ${r.version}: verified (${verified.signer.role}); fetched ${formatBytes(p.bytesReceived)}, reused ${formatBytes(p.bytesCopied)} already on disk; checked out to ${installDir}`)
+      const started = performance.now()
+      const results = await Promise.all(endpoints.map(async (e) => {
+        await e.trust.verifyRelease(r.envelope, { platform: 'linux-x64' })
+        const result = await e.node.fetch(r.manifest)
+        await e.store.checkout(r.digest, path.join(data, 'endpoints', e.name, 'install', `hello-${r.version}`))
+        return result
+      }))
+      const seconds = (performance.now() - started) / 1000
+      const sum = (f: (x: typeof results[number]) => number) => results.reduce((a, x) => a + f(x), 0)
+      const fromOrigin = sum((x) => x.received.origin)
+      const fromPeers = sum((x) => x.received.site + x.received.peer)
+      const reused = sum((x) => x.local)
+      deliveries.push({ version: r.version, seconds, fromOrigin, fromPeers, reused, delivered: fromOrigin + fromPeers })
+      say(`deliver   hello ${r.version} to ${endpoints.length} endpoints in ${seconds.toFixed(1)} s: ${formatBytes(fromOrigin)} from the origin, ${formatBytes(fromPeers)} between peers, ${formatBytes(reused)} reused from disk; every byte verified`)
     }
-    await trust.close()
 
+    const delivered = deliveries.reduce((a, d) => a + d.delivered, 0)
+    const fromOrigin = deliveries.reduce((a, d) => a + d.fromOrigin, 0)
     const update = deliveries[1]!
     const summary = {
       org: v2.org,
       root_version: v2.version,
-      releases: releases.length,
-      package_bytes: update.size,
-      update_fetched_bytes: update.fetched,
-      update_reused_bytes: update.reused,
-      update_fetched_ratio: Math.round((update.fetched / update.size) * 1000) / 1000
+      endpoints: endpoints.length,
+      package_bytes: releases[1]!.manifest.size,
+      delivered_bytes: delivered,
+      origin_bytes: fromOrigin,
+      wan_savings: Math.round((1 - fromOrigin / delivered) * 1000) / 1000,
+      update_moved_bytes: update.delivered,
+      update_reused_bytes: update.reused
     }
-    say(`\nsummary   the 1.1.0 update moved ${formatBytes(update.fetched)} of ${formatBytes(update.size)} (${(summary.update_fetched_ratio * 100).toFixed(1)} %); everything verified.`)
+    say(`\nsummary   ${formatBytes(delivered)} delivered, ${formatBytes(fromOrigin)} of it from the origin: WAN savings ${(summary.wan_savings * 100).toFixed(1)} %.`)
+    say(`          the 1.1.0 update moved ${formatBytes(update.delivered)} in all; ${formatBytes(update.reused)} came from 1.0.0 already on disk.`)
     say(`          try: npm run patchswarm -- inspect ${path.relative(ctx.io.cwd, path.join(data, 'releases', 'hello-1.1.0.release.json'))}`)
     return summary
   } finally {
-    await publisher.close()
-    await endpoint.close()
-    await closeAll(publisherDb, endpointDb)
+    for (const close of closers.reverse()) await close()
   }
-}
-
-async function closeAll (...dbs: Database[]) {
-  for (const db of dbs) await db.close()
 }
 
 async function writeFile (file: string, bytes: Uint8Array) {

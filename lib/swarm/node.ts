@@ -63,13 +63,23 @@ interface Peer {
   rttMs: number | null
 }
 
+/** What a fetch moved: bytes by source, and what was already on disk (earlier versions, a resume). */
+export interface FetchResult {
+  digest: string
+  size: number
+  /** Bytes copied from packages already in the store, or kept from an interrupted fetch. */
+  local: number
+  received: Record<TrafficSource, number>
+}
+
 interface Download {
   digest: string
   manifest: Manifest
   rx: PackageReceive
   sched: ChunkScheduler
-  done: Promise<void>
-  settle: { resolve: () => void, reject: (err: Error) => void }
+  result: FetchResult
+  done: Promise<FetchResult>
+  settle: { resolve: (r: FetchResult) => void, reject: (err: Error) => void }
   timer: NodeJS.Timeout
   /** A pump is queued for this turn of the event loop. */
   pumping: boolean
@@ -171,19 +181,22 @@ export class SwarmNode extends EventEmitter {
    * Fetches a package into the store: chunks already held are kept (a restart resumes), the rest
    * come from peers (same site first) and the origin last. Resolves once it is committed.
    */
-  async fetch (manifest: Manifest): Promise<void> {
+  async fetch (manifest: Manifest): Promise<FetchResult> {
     await this.ready()
     const digest = manifestDigest(manifest)
     const running = this.downloads.get(digest)
     if (running) return running.done
-    if (await this.opts.store.has(digest)) return
+    const result: FetchResult = { digest, size: manifest.size, local: manifest.size, received: { origin: 0, site: 0, peer: 0 } }
+    if (await this.opts.store.has(digest)) return result
 
     const rx = await this.opts.store.receive(manifest)
-    if (rx.committed) return
+    if (rx.committed) return result
+    const progress = rx.progress
+    result.local = progress.bytesDone
     let settle!: Download['settle']
-    const done = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
+    const done = new Promise<FetchResult>((resolve, reject) => { settle = { resolve, reject } })
     const dl: Download = {
-      digest, manifest, rx, done, settle,
+      digest, manifest, rx, done, settle, result,
       sched: this.newScheduler(manifest, rx),
       timer: setInterval(() => this.tick(dl), TICK_MS),
       pumping: false
@@ -429,7 +442,9 @@ export class SwarmNode extends EventEmitter {
       this.pump(dl)
       return
     }
-    this.opts.accounting?.record({ digest: d.digest, source: this.sourceKind(peer), direction: 'down', bytes: d.bytes.length })
+    const source = this.sourceKind(peer)
+    dl.result.received[source] += d.bytes.length
+    this.opts.accounting?.record({ digest: d.digest, source, direction: 'down', bytes: d.bytes.length })
     await this.opts.courtesy?.download.take(d.bytes.length)
     for (const other of dl.sched.received(peer.key, d.index, d.bytes.length)) this.cancelRequest(other.peer, d.digest, other.index)
     for (const p of this.peers.values()) if (p.interest.has(d.digest) && !p.channel.closed) p.channel.haveChunk(d.digest, d.index)
@@ -511,7 +526,7 @@ export class SwarmNode extends EventEmitter {
       for (const [id, r] of peer.requests) if (r.digest === dl.digest) { peer.requests.delete(id); if (!peer.channel.closed) peer.channel.cancel(id) }
     }
     if (err) dl.settle.reject(err)
-    else dl.settle.resolve()
+    else dl.settle.resolve(dl.result)
   }
 
   private banPeer (peer: Peer, ms: number, reason: string): void {
