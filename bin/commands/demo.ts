@@ -19,7 +19,7 @@ interface DemoOptions { data: string, sizeMib: number, endpoints: number, json?:
 
 export function registerDemoCommand (program: Command, ctx: CliContext): void {
   program.command('demo')
-    .description('publish, verify and deliver a package update on this machine (what `npm start` runs)')
+    .description('publish two releases and deliver them over a local swarm to endpoints in two sites (what `npm start` runs)')
     .option('--data <dir>', 'data folder (emptied and reused on every run)', 'data/demo')
     .option('--size-mib <n>', 'size of the demo package in MiB', parsePositiveInt, 16)
     .option('--endpoints <n>', 'endpoints in the swarm, spread over two sites', parsePositiveInt, 6)

@@ -1,5 +1,6 @@
 // Reading and writing signed documents and keys for the CLI, with coded errors for every failure.
 import fs from 'node:fs/promises'
+import path from 'node:path'
 import { PatchswarmError } from '../../lib/errors.js'
 import { type Signer, keySigner } from '../../lib/crypto/keys.js'
 import { readSecretKeyFile, readPublicKeyFile, writeAtomic } from '../../lib/crypto/keyfile.js'
@@ -36,6 +37,7 @@ export function aboutFile<T> (file: string, fn: () => T): T {
 }
 
 export async function writeEnvelopeFile (file: string, envelope: Envelope, overwrite = false): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true })
   await writeAtomic(file, serializeEnvelope(envelope), 0o644, overwrite)
 }
 

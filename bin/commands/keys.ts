@@ -1,6 +1,7 @@
 // `patchswarm keygen`: a new Ed25519 key pair, the secret half 0600, the public half beside it.
 import type { Command } from 'commander'
 import fs from 'node:fs/promises'
+import path from 'node:path'
 import { PatchswarmError } from '../../lib/errors.js'
 import { generateKeyPair, keyIdOf } from '../../lib/crypto/keys.js'
 import { writeSecretKeyFile, writePublicKeyFile } from '../../lib/crypto/keyfile.js'
@@ -20,6 +21,7 @@ export function registerKeyCommands (program: Command, ctx: CliContext): void {
       const write = { overwrite: opts.force ?? false, ...(opts.name ? { name: opts.name } : {}) }
       // Refuse before writing anything, so a refusal never leaves half a key pair behind.
       if (!opts.force) for (const f of [secretFile, publicFile]) await assertAbsent(f)
+      await fs.mkdir(path.dirname(secretFile), { recursive: true, mode: 0o700 })
       await writeSecretKeyFile(secretFile, keyPair, write)
       try {
         await writePublicKeyFile(publicFile, keyPair.publicKey, write)

@@ -1,6 +1,6 @@
 // `patchswarm release`: chunk a file or directory, write its manifest and a release signed by the
 // release keys. `patchswarm verify`: check a release the way an endpoint does.
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -48,7 +48,7 @@ export function registerReleaseCommands (program: Command, ctx: CliContext): voi
     .option('--install-spec <file>', 'the install spec as a JSON file (for arguments with spaces and env)')
     .requiredOption('--key <keyfile>', 'release (or delegated) secret key to sign with (repeat)', collect)
     .requiredOption('--root <file>', 'the organisation\'s current root, to check the signatures suffice')
-    .option('--expires <duration>', 'how long the release is valid', parseDuration, 90 * 86400)
+    .addOption(new Option('--expires <duration>', 'how long the release is valid').argParser(parseDuration).default(90 * 86400, '90d'))
     .option('--release-version <n>', 'metadata version, raised when re-signing the same package version', parsePositiveInt)
     .option('--out <dir>', 'where to write NAME-VERSION.manifest.json and NAME-VERSION.release.json', '.')
     .option('--store <dir>', 'also put the package into this package store (to seed it)')

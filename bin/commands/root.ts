@@ -1,5 +1,5 @@
 // `patchswarm root init|rotate`, and `patchswarm sign` for adding signatures one key holder at a time.
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
 import { PatchswarmError } from '../../lib/errors.js'
 import { readKeyFile } from '../../lib/crypto/keyfile.js'
 import {
@@ -44,7 +44,7 @@ export function registerRootCommands (program: Command, ctx: CliContext): void {
   roleOptions(root.command('init')
     .description('create and sign root v1 of an organisation')
     .requiredOption('--org <name>', 'the organisation\'s name')
-    .option('--expires <duration>', 'how long root v1 is valid, e.g. 365d', parseDuration, 365 * 86400)
+    .addOption(new Option('--expires <duration>', 'how long root v1 is valid').argParser(parseDuration).default(365 * 86400, '365d'))
     .requiredOption('--out <file>', 'where to write the signed root'), true)
     .action(async (opts: RoleOptions & { org: string }) => {
       const keys = {} as Record<RoleName, string[]>
