@@ -56,6 +56,7 @@ export class PackageStore implements ReceiveHost {
   close (): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.ops])
+      for (const rx of this.receives.values()) await (await rx.catch(() => null))?.releaseHandles()
       this.receives.clear()
     })()
     return this.closing

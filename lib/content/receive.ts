@@ -1,7 +1,7 @@
 // Receiving a package chunk by chunk into its staging area. The staging files are created at their
 // final sizes; each verified chunk is written to every place it belongs, synced, and then recorded
 // in LevelDB, so after a crash only unrecorded chunks are needed again (recorded ones are re-hashed).
-import fs from 'node:fs/promises'
+import fs, { type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { PatchswarmError } from '../errors.js'
 import { contentHashHex, writeAtomic } from '../crypto/index.js'
@@ -43,6 +43,12 @@ export class PackageReceive {
   private done: boolean
   private copied = 0
   private received = 0
+  // Group commit: chunks written since the last flush wait for one datasync per touched file and
+  // one synced batch that records them all, instead of a sync each.
+  private readonly handles = new Map<string, Promise<FileHandle>>()
+  private readonly dirty = new Set<string>()
+  private pending: Array<{ ci: number, done: (err?: Error) => void }> = []
+  private flushing: Promise<void> | null = null
 
   constructor (host: ReceiveHost, root: string, digest: string, m: Manifest, done = false) {
     this.host = host
@@ -142,13 +148,8 @@ export class PackageReceive {
       const p = this.placements[index]![0]!
       const buf = Buffer.allocUnsafe(chunk.size)
       try {
-        const fh = await fs.open(locate(this.files, p.path), 'r')
-        try {
-          const n = await readAt(fh, buf, chunk.size, p.offset)
-          if (n === chunk.size && contentHashHex(buf) === chunk.hash) return buf
-        } finally {
-          await fh.close()
-        }
+        const n = await readAt(await this.handle(p.path), buf, chunk.size, p.offset)
+        if (n === chunk.size && contentHashHex(buf) === chunk.hash) return buf
       } catch (err) {
         if (!this.done && !this.committing) throw err
       }
@@ -174,6 +175,7 @@ export class PackageReceive {
   private async finish () {
     this.host.assertOpen()
     await Promise.all(this.writing.values())
+    await this.releaseHandles()
     const left = this.manifest.chunks.length - this.have.size
     if (left > 0) throw PatchswarmError.PACKAGE_INCOMPLETE(`package ${this.digest.slice(0, 16)}… still misses ${left} of ${this.manifest.chunks.length} chunks`)
     const check = await checkTree(this.files, this.manifest)
@@ -188,26 +190,66 @@ export class PackageReceive {
 
   private async store (ci: number, bytes: Uint8Array) {
     await this.writePlacements(ci, bytes)
-    await this.host.db.markStaged(this.digest, this.manifest.chunks[ci]!.hash)
+    await this.durable(ci)
     this.have.add(ci)
   }
 
   private async writePlacements (ci: number, bytes: Uint8Array) {
-    const byFile = new Map<string, Placement[]>()
     for (const p of this.placements[ci]!) {
-      const list = byFile.get(p.path)
-      if (list) list.push(p)
-      else byFile.set(p.path, [p])
+      const fh = await this.handle(p.path)
+      await fh.write(bytes, 0, p.size, p.offset)
+      this.dirty.add(p.path)
     }
-    for (const [file, list] of byFile) {
-      const fh = await fs.open(locate(this.files, file), 'r+')
-      try {
-        for (const p of list) await fh.write(bytes, 0, p.size, p.offset)
-        await fh.datasync()
-      } finally {
-        await fh.close()
-      }
+  }
+
+  /**
+   * Resolves once chunk `ci` is on disk and recorded as staged. The first waiter flushes at once;
+   * whoever arrives during that flush goes in the next one, so a lone chunk waits for nothing
+   * and a burst shares its syncs.
+   */
+  private durable (ci: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ ci, done: (err) => err ? reject(err) : resolve() })
+      this.flushing ??= this.flushAll().finally(() => { this.flushing = null })
+    })
+  }
+
+  private async flushAll (): Promise<void> {
+    while (this.pending.length > 0) await this.flush()
+  }
+
+  private async flush (): Promise<void> {
+    const batch = this.pending
+    this.pending = []
+    if (batch.length === 0) return
+    const files = [...this.dirty]
+    this.dirty.clear()
+    try {
+      for (const f of files) await (await this.handle(f)).datasync()
+      await this.host.db.markStaged(this.digest, batch.map((b) => this.manifest.chunks[b.ci]!.hash))
+      for (const b of batch) b.done()
+    } catch (err) {
+      for (const b of batch) b.done(err as Error)
     }
+  }
+
+  /** One open handle per staged file for the whole receive. */
+  private handle (file: string): Promise<FileHandle> {
+    let fh = this.handles.get(file)
+    if (!fh) {
+      fh = fs.open(locate(this.files, file), 'r+')
+      fh.catch(() => this.handles.delete(file))
+      this.handles.set(file, fh)
+    }
+    return fh
+  }
+
+  /** Closes the staged files (before they are moved, and when the store closes). */
+  async releaseHandles (): Promise<void> {
+    await this.flushing
+    const handles = [...this.handles.values()]
+    this.handles.clear()
+    for (const fh of handles) await (await fh.catch(() => null))?.close()
   }
 
   // Chunks recorded before a restart: keep those whose every placement still hashes right.

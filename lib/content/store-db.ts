@@ -77,8 +77,9 @@ export class StoreDb {
     return out
   }
 
-  async markStaged (digest: string, hash: string) {
-    await this.staged.put(`${digest}!${hash}`, 1, { sync: true } as object)
+  /** Records staged chunks in one synced batch. */
+  async markStaged (digest: string, hashes: string[]) {
+    await this.staged.batch(hashes.map((h) => ({ type: 'put' as const, key: `${digest}!${h}`, value: 1 })), { sync: true } as object)
   }
 
   async unmarkStaged (digest: string, hashes: Iterable<string>) {

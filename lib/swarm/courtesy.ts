@@ -124,6 +124,8 @@ export class CourtesyDirection {
   get burst (): number { return this.bucket.burst }
   /** Requests waiting for tokens. */
   get waiting (): number { return this.bucket.waiting }
+  /** Bytes that waiting takes still need. */
+  get queuedBytes (): number { return this.bucket.queuedBytes }
   /** The back-off's view of the path, or undefined when back-off is off. */
   get delay (): LedbatState | undefined { return this.ledbat?.state }
 

@@ -53,8 +53,8 @@ interface Peer {
   interest: Set<string>
   /** Our requests to this peer: id → chunk. */
   requests: Map<number, { digest: string, index: number }>
-  /** Its requests we are still working on, so a cancel can stop them. */
-  serving: Set<number>
+  /** Its requests we are still working on; a cancel aborts the wait for upload budget. */
+  serving: Map<number, AbortController>
   /** What it told us it has, per package. */
   has: Map<string, Bitfield>
   /** Origin only: when we first turned down each chunk it asked for. */
@@ -93,6 +93,7 @@ interface Source {
 }
 
 const TICK_MS = 100
+const QUEUE_SECONDS = 1
 const PING_MS = 1000
 
 /** Kinds of control messages. Releases, directives and reports (later) take kinds from 16 up. */
@@ -110,9 +111,11 @@ export class SwarmNode extends EventEmitter {
   private readonly peers = new Map<string, Peer>()
   private readonly downloads = new Map<string, Download>()
   private readonly complete = new Map<string, Source>()
-  private readonly originServed = new Map<string, { at: number, peer: string }>()
+  private readonly originServed = new Map<string, { at: number, peer: string, sent: boolean }>()
   /** Packages this node offers whole (the origin keeps track of who else has them). */
   private readonly seeding = new Set<string>()
+  /** Origin only: how long a peer takes from our sending a chunk to announcing it (EWMA, ms). */
+  private announceDelayMs = 0
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
   private pinger: NodeJS.Timeout | null = null
@@ -252,13 +255,13 @@ export class SwarmNode extends EventEmitter {
     if (this.closing || this.peers.has(identity.keyid)) return channel.destroy()
     const mine = this.requireIdentity()
     const sameSite = this.inMySite(identity, conn.rawStream.remoteHost)
-    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Set(), has: new Map(), refused: new Map(), rttMs: null }
+    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Map(), has: new Map(), refused: new Map(), rttMs: null }
     this.peers.set(peer.key, peer)
     channel.on('want', (digest: string) => { this.onWant(peer, digest).catch((err) => this.misbehaved(peer, err)) })
     channel.on('have', (digest: string, bits: Bitfield) => this.onHave(peer, digest, bits))
     channel.on('have-chunk', (digest: string, index: number) => this.onHaveChunk(peer, digest, index))
     channel.on('request', (r: { id: number, digest: string, index: number }) => { this.serve(peer, r.id, r.digest, r.index).catch(() => {}) })
-    channel.on('cancel', (id: number) => peer.serving.delete(id))
+    channel.on('cancel', (id: number) => this.stopServing(peer, id))
     channel.on('data', (d: ChunkData) => { this.onData(peer, d).catch((err) => this.emit('warning', err)) })
     channel.on('reject', (id: number) => this.onReject(peer, id))
     channel.on('close', () => this.onClose(peer))
@@ -269,6 +272,7 @@ export class SwarmNode extends EventEmitter {
   }
 
   private onClose (peer: Peer): void {
+    for (const id of [...peer.serving.keys()]) this.stopServing(peer, id)
     if (this.peers.get(peer.key) !== peer) return
     this.peers.delete(peer.key)
     for (const dl of this.downloads.values()) {
@@ -346,40 +350,68 @@ export class SwarmNode extends EventEmitter {
   }
 
   private async serve (peer: Peer, id: number, digest: string, index: number): Promise<void> {
-    peer.serving.add(id)
+    const abort = new AbortController()
+    peer.serving.set(id, abort)
     try {
       const courtesy = this.opts.courtesy
       const source = await this.sourceOf(digest)
-      if (!source || index >= source.manifest.chunks.length || !source.hasChunk(index) ||
-          (courtesy && !courtesy.uploadAllowed) || !this.originMayServe(peer, digest, index)) {
+      const size = source?.manifest.chunks[index]?.size
+      if (!source || size === undefined || !source.hasChunk(index) || (courtesy && !courtesy.uploadAllowed) ||
+          this.uploadQueueFull(size) || !this.originMayServe(peer, digest, index)) {
         if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
         return
       }
       const bytes = await source.readChunk(index)
-      await courtesy?.upload.take(bytes.length)
+      await courtesy?.upload.take(bytes.length, abort.signal)
       if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while we waited
       peer.channel.data(id, digest, index, bytes)
+      const served = this.originServed.get(`${digest}:${index}`)
+      if (served?.peer === peer.key) { served.at = this.now(); served.sent = true } // the reserve runs from the send
       this.opts.accounting?.record({ digest, source: this.sourceKind(peer), direction: 'up', bytes: bytes.length })
       this.emit('upload', { digest, index, bytes: bytes.length, to: peer.identity })
     } catch (err) {
+      if (abort.signal.aborted) return // cancelled: the budget went back to the bucket
       if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
       if (!(err instanceof PatchswarmError)) throw err
     } finally {
       peer.serving.delete(id)
+      // A reservation for a chunk that never left (cancelled, failed) must not hold others back.
+      const key = `${digest}:${index}`
+      const served = this.originServed.get(key)
+      if (served?.peer === peer.key && !served.sent) this.originServed.delete(key)
     }
+  }
+
+  private stopServing (peer: Peer, id: number): void {
+    peer.serving.get(id)?.abort()
+    peer.serving.delete(id)
+  }
+
+  /**
+   * More than about a second of uploads already waiting: turn the request down at once, so the
+   * asker goes to another peer instead of queueing behind everyone else.
+   */
+  private uploadQueueFull (size: number): boolean {
+    const upload = this.opts.courtesy?.upload
+    if (!upload || !Number.isFinite(upload.rate)) return false
+    return upload.queuedBytes + size > Math.max(upload.rate * QUEUE_SECONDS, 2 * size)
   }
 
   /**
    * Super-seeding: the origin hands each chunk to one peer and leaves it to the swarm: it turns
    * down a chunk that another connected peer holds, or that it just sent to one. A peer that
-   * keeps asking past `originFallbackMs` gets it anyway (it may not reach the holders).
+   * keeps asking past the fallback time gets it anyway (it may not reach the holders). Both
+   * windows stretch with how long peers take to announce what they got: under load, that is
+   * seconds, and a fixed window would have the origin send everything twice.
    */
   private originMayServe (peer: Peer, digest: string, index: number): boolean {
     if (this.requireIdentity().role !== 'origin') return true
     const key = `${digest}:${index}`
     const now = this.now()
+    const reserveMs = Math.max(this.opts.originReserveMs ?? 3000, 3 * this.announceDelayMs)
+    const fallbackMs = Math.max(this.opts.originFallbackMs ?? 5000, 6 * this.announceDelayMs)
     const last = this.originServed.get(key)
-    const justSent = last !== undefined && last.peer !== peer.key && now - last.at < (this.opts.originReserveMs ?? 3000) && this.peers.has(last.peer)
+    const justSent = last !== undefined && last.peer !== peer.key && (!last.sent || now - last.at < reserveMs) && this.peers.has(last.peer)
     let heldElsewhere = false
     for (const other of this.peers.values()) {
       if (other !== peer && other.identity.role !== 'origin' && other.has.get(digest)?.get(index)) { heldElsewhere = true; break }
@@ -387,10 +419,10 @@ export class SwarmNode extends EventEmitter {
     if (justSent || heldElsewhere) {
       const first = peer.refused.get(key)
       if (first === undefined) peer.refused.set(key, now)
-      if (first === undefined || now - first < (this.opts.originFallbackMs ?? 5000)) return false
+      if (first === undefined || now - first < fallbackMs) return false
     }
     peer.refused.delete(key)
-    this.originServed.set(key, { at: now, peer: peer.key })
+    this.originServed.set(key, { at: now, peer: peer.key, sent: false })
     return true
   }
 
@@ -411,6 +443,11 @@ export class SwarmNode extends EventEmitter {
   }
 
   private onHaveChunk (peer: Peer, digest: string, index: number): void {
+    const served = this.originServed.get(`${digest}:${index}`)
+    if (served && served.peer === peer.key && served.sent) {
+      const sample = this.now() - served.at
+      this.announceDelayMs = this.announceDelayMs === 0 ? sample : this.announceDelayMs * 0.8 + sample * 0.2
+    }
     const known = peer.has.get(digest)
     if (known && index < known.length) known.set(index)
     else if (!known && this.seeding.has(digest)) {

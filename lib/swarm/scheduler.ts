@@ -9,7 +9,11 @@
 //  3. the origin only for chunks no peer can serve (its upload is the scarcest resource);
 //  4. endgame: when every missing chunk is in flight, a second copy is asked from another peer
 //     and the loser is cancelled.
-// Pipelines per peer grow with its measured throughput; late requests time out and move on.
+// Each chunk goes to the allowed peer expected to deliver it first (its queue over its measured
+// rate), so requests do not pile up behind one busy uploader and a slow peer is replaced by faster
+// ones. How many requests a peer gets at once is an AIMD window, as in TCP: one more for every
+// chunk it delivers, halved when it turns one down (its upload queue is full), one after a
+// timeout. Late requests time out and move on.
 import { createHash } from 'node:crypto'
 
 export interface SchedulerPeer {
@@ -46,6 +50,8 @@ interface PeerState {
   info: SchedulerPeer
   have: Set<number> | 'all'
   inFlight: Map<number, { deadline: number }>
+  /** Requests it may have in flight (AIMD). */
+  window: number
   /** Throughput estimate, bytes/s, null until the first chunk: decayed bytes over decayed busy time. */
   rate: number | null
   decayedBytes: number
@@ -60,8 +66,10 @@ interface PeerState {
 }
 
 const DECAY = 0.7
+const INITIAL_WINDOW = 2
+/** A rate to assume for a peer not measured yet, when no peer is. */
+const UNKNOWN_RATE = 1024 * 1024
 const MAX_BACKOFF_MS = 5000
-const PIPELINE_SECONDS = 0.5
 
 export class ChunkScheduler {
   private readonly sizes: readonly number[]
@@ -75,7 +83,6 @@ export class ChunkScheduler {
   private readonly now: () => number
   private readonly started: number
   private readonly opts: Required<Omit<SchedulerOptions, 'chunkSizes' | 'missing' | 'now'>>
-  private readonly avgChunk: number
   private readonly tieBreaks: number[] = []
   /** Chunks this node must bring into its site; recomputed when the site's members change. */
   private readonly responsible = new Map<number, boolean>()
@@ -90,10 +97,9 @@ export class ChunkScheduler {
       requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
       siteGraceMs: opts.siteGraceMs ?? 3000,
       rejectBackoffMs: opts.rejectBackoffMs ?? 250,
-      maxPipeline: opts.maxPipeline ?? 8,
+      maxPipeline: opts.maxPipeline ?? 32,
       endgameCopies: opts.endgameCopies ?? 2
     }
-    this.avgChunk = this.sizes.length ? this.sizes.reduce((a, b) => a + b, 0) / this.sizes.length : 1
   }
 
   get done (): boolean { return this.missing.size === 0 }
@@ -103,7 +109,7 @@ export class ChunkScheduler {
   addPeer (info: SchedulerPeer): void {
     if (this.peers.has(info.id)) return
     if (info.sameSite) this.responsible.clear()
-    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0, backoff: new Map() })
+    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), window: INITIAL_WINDOW, rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0, backoff: new Map() })
   }
 
   /** Forgets a peer; what was in flight there becomes schedulable again. */
@@ -140,18 +146,23 @@ export class ChunkScheduler {
   pick (): ChunkRequest[] {
     const now = this.now()
     const picks: ChunkRequest[] = []
-    // Fill the fastest peers first: they finish sooner and free the scarce chunks.
-    const peers = [...this.peers.values()].sort((a, b) => this.rank(a) - this.rank(b))
+    const peers = [...this.peers.values()]
     const unrequested = [...this.missing].filter((i) => !this.inFlight.get(i)?.size)
     unrequested.sort((a, b) => (this.availability.get(a) ?? 0) - (this.availability.get(b) ?? 0) || this.tieBreak(a) - this.tieBreak(b))
-    for (const p of peers) {
-      let free = this.pipeline(p) - p.inFlight.size
-      for (let k = 0; free > 0 && k < unrequested.length; k++) {
-        const i = unrequested[k]!
-        if (this.inFlight.get(i)?.size || !this.allowed(p, i, now)) continue
-        picks.push(this.record(p, i, now))
-        free--
+    const typical = this.typicalRate()
+    for (const i of unrequested) {
+      let best: PeerState | null = null
+      let bestFinish = Infinity
+      let anyFree = false
+      for (const p of peers) {
+        if (p.inFlight.size >= this.pipeline(p)) continue
+        anyFree = true
+        if (!this.allowed(p, i, now)) continue
+        const finish = ((p.inFlight.size + 1) * this.sizes[i]!) / (p.rate ?? typical)
+        if (finish < bestFinish) { best = p; bestFinish = finish }
       }
+      if (!anyFree) break
+      if (best) picks.push(this.record(best, i, now))
     }
     return picks.concat(this.endgame(now, peers))
   }
@@ -167,6 +178,7 @@ export class ChunkScheduler {
       if (p.inFlight.delete(index)) this.measure(p, bytes, now)
       p.received += bytes
       p.timeouts = 0
+      p.window = Math.min(this.opts.maxPipeline, p.window + 1)
     }
     this.missing.delete(index)
     for (const q of this.peers.values()) q.backoff.delete(index)
@@ -182,7 +194,8 @@ export class ChunkScheduler {
     if (!p) return
     p.inFlight.delete(index)
     this.inFlight.get(index)?.delete(peer)
-    if (reason === 'timeout') p.timeouts++
+    if (reason === 'timeout') { p.timeouts++; p.window = 1 }
+    if (reason === 'reject') p.window = Math.max(1, p.window / 2)
     // A refusal says "not now"; the peer still has the chunk, so ask again later.
     if (reason === 'reject') {
       const ms = Math.min(MAX_BACKOFF_MS, (p.backoff.get(index)?.ms ?? this.opts.rejectBackoffMs / 2) * 2)
@@ -198,16 +211,12 @@ export class ChunkScheduler {
     return out
   }
 
-  /** Peers far below the others (under an eighth of the median rate), or that keep timing out. */
+  /**
+   * Peers that keep timing out, to be dropped. A peer that is merely slow is not dropped: it just
+   * gets few requests, since each chunk goes to whoever is expected to deliver it first.
+   */
   slowPeers (): string[] {
-    const rated = [...this.peers.values()].filter((p) => !p.info.origin && p.rate !== null)
-    const out = [...this.peers.values()].filter((p) => p.timeouts >= 3).map((p) => p.info.id)
-    if (rated.length >= 3) {
-      const rates = rated.map((p) => p.rate!).sort((a, b) => a - b)
-      const median = rates[Math.floor(rates.length / 2)]!
-      for (const p of rated) if (p.rate! < median / 8 && !out.includes(p.info.id)) out.push(p.info.id)
-    }
-    return out
+    return [...this.peers.values()].filter((p) => p.timeouts >= 3).map((p) => p.info.id)
   }
 
   /** The earliest deadline or back-off end in the future, so the caller knows when to look again. */
@@ -295,14 +304,13 @@ export class ChunkScheduler {
   }
 
   private pipeline (p: PeerState): number {
-    if (p.rate === null) return Math.min(2, this.opts.maxPipeline)
-    return Math.max(1, Math.min(this.opts.maxPipeline, Math.ceil((p.rate * PIPELINE_SECONDS) / this.avgChunk) + 1))
+    return Math.max(1, Math.min(this.opts.maxPipeline, Math.floor(p.window)))
   }
 
-  private rank (p: PeerState): number {
-    // Same-site peers first, the origin last, then faster first.
-    const tier = p.info.origin ? 2 : p.info.sameSite ? 0 : 1
-    return tier * 1e12 - (p.rate ?? 0)
+  /** The median measured rate, for peers not measured yet. */
+  private typicalRate (): number {
+    const rates = [...this.peers.values()].map((p) => p.rate).filter((r): r is number => r !== null).sort((a, b) => a - b)
+    return rates.length ? rates[Math.floor(rates.length / 2)]! : UNKNOWN_RATE
   }
 
   /** Equally rare chunks in an order of our own, so peers do not all start on the same ones. */

@@ -119,20 +119,45 @@ t.test('pipelines grow with measured throughput', async (t) => {
   t.equal(s.stats('fast')!.inFlight, 8, 'a fast peer gets a full pipeline')
 })
 
-t.test('slow peers: far below the median, or timing out again and again', async (t) => {
-  const { s, clock } = setup(100)
+t.test('a slow peer is replaced by faster ones; one that keeps timing out is dropped', async (t) => {
+  const { s, clock } = setup(200)
   for (const id of ['a', 'b', 'c', 'slow']) { s.addPeer({ id, origin: false, sameSite: true }); s.setHave(id, all) }
-  const picks = s.pick()
-  clock.advance(100)
-  for (const r of picks) if (r.peer !== 'slow') s.received(r.peer, r.index, 256 * KiB)
-  clock.advance(20_000)
-  for (const r of picks) if (r.peer === 'slow') s.received(r.peer, r.index, 256 * KiB)
-  t.same(s.slowPeers(), ['slow'])
+  const asked: Record<string, number> = { a: 0, b: 0, c: 0, slow: 0 }
+  const inflight: ChunkRequest[] = []
+  // Fast peers deliver every 10 ms, the slow one every 500 ms; count who gets asked.
+  for (let step = 0; step < 200 && !s.done; step++) {
+    for (const r of s.pick()) { asked[r.peer]!++; inflight.push(r) }
+    clock.advance(10)
+    for (let k = inflight.length - 1; k >= 0; k--) {
+      const r = inflight[k]!
+      if (r.peer !== 'slow' || step % 50 === 49) { s.received(r.peer, r.index, 256 * KiB); inflight.splice(k, 1) }
+    }
+  }
+  t.ok(asked.slow! < asked.a! / 4, `the slow peer was asked ${asked.slow} times, a fast one ${asked.a}`)
+  t.same(s.slowPeers(), [], 'slow is not misbehaving')
   const { s: s2 } = setup(3)
   s2.addPeer({ id: 'x', origin: false, sameSite: true })
   s2.setHave('x', all)
   for (let k = 0; k < 3; k++) s2.failed('x', k, 'timeout')
   t.same(s2.slowPeers(), ['x'])
+})
+
+t.test('AIMD: the window grows with deliveries and halves on a refusal', async (t) => {
+  const { s, clock } = setup(100, { maxPipeline: 16 })
+  s.addPeer({ id: 'a', origin: false, sameSite: true })
+  s.setHave('a', all)
+  let inflight = s.pick()
+  t.equal(inflight.length, 2)
+  for (let k = 0; k < 6; k++) {
+    clock.advance(5)
+    for (const r of inflight) s.received(r.peer, r.index, 256 * KiB)
+    inflight = s.pick()
+  }
+  const grown = s.stats('a')!.inFlight
+  t.ok(grown >= 16, `grew to ${grown}`)
+  s.failed('a', inflight[0]!.index, 'reject')
+  s.failed('a', inflight[1]!.index, 'reject')
+  t.ok(s.stats('a')!.inFlight <= 16 && s.pick().length === 0, 'no new requests while over the halved window')
 })
 
 t.test('site: a chunk some site member has never crosses the WAN, even after the grace time', async (t) => {
