@@ -1,0 +1,103 @@
+// One pair on loopback, each end in its own process: our chunk exchange (a SwarmNode fetching a
+// package with the default 256 KiB-average chunks from a seeding origin, no courtesy caps: the
+// real path with protocol, scheduler, verification and store writes) against raw bytes over a
+// plain hyperswarm connection between two processes (the same number of bytes, 256 KiB writes).
+// Rates are MiB/s (2^20 bytes). `mb_per_s` is the whole fetch (until verified and committed);
+// `chunks_mb_per_s` stops at the last chunk stored (before the commit re-hashes the package).
+//
+// BENCH_MIB (default 256) sets the package size; BENCH_ROUNDS (default 2) how many times each side
+// runs (the best is reported); BENCH_PROF=dir writes CPU profiles of the peers there. Experiments:
+// BENCH_PIPELINE=n sets the receiver's maxPipeline (default 8); BENCH_TMP=/dev/shm puts the stores
+// on tmpfs (fsync is then free).
+import { randomBytes } from 'node:crypto'
+import path from 'node:path'
+import os from 'node:os'
+import { fileURLToPath } from 'node:url'
+import type { BenchResult } from './run.js'
+import type { PeerProcess } from '../fixtures/peers.js'
+import { makeWorld, jsonLines, openPeers, until, round, MiB, nodeArgs, type World } from './_world.js'
+
+export const summary = { figure: 'mb_per_s', baseline: 'baseline_mb_per_s', goal: 'ratio >= 0.8' }
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+async function raw (w: World, bytes: number): Promise<{ ms: number }> {
+  const topic = randomBytes(32).toString('hex')
+  const common = { bootstrap: w.net.bootstrap, bytes, block: 256 * 1024, topic }
+  const script = path.join(here, '_raw-peer.ts')
+  const sender = w.spawnChild([...nodeArgs(), '--import', 'tsx', script, JSON.stringify({ ...common, role: 'send', seed: randomBytes(32).toString('hex') })])
+  const s = jsonLines(sender)
+  await s.next('ready', 30_000)
+  const receiver = w.spawnChild([...nodeArgs(), '--import', 'tsx', script, JSON.stringify({ ...common, role: 'recv', seed: randomBytes(32).toString('hex') })])
+  const r = jsonLines(receiver)
+  const done = await r.next('done', 120_000)
+  for (const c of [sender, receiver]) c.kill('SIGTERM')
+  return { ms: done.ms as number }
+}
+
+interface Ours { ms: number, chunksMs: number, firstChunkMs: number, receiverCpuMs: number, originCpuMs: number, chunks: number }
+
+async function ours (w: World, origin: PeerProcess, round: number): Promise<Ours> {
+  const pipeline = Number(process.env.BENCH_PIPELINE ?? 0) // an experiment: the scheduler's maxPipeline
+  const rx = await w.peer(`rx-${round}`, { control: true, progressEvery: 1e9, ...(pipeline ? { node: { maxPipeline: pipeline } } : {}) })
+  await rx.event('ready', 60_000)
+  if (!await until(() => openPeers(rx) >= 1 && openPeers(origin) >= 1, 15_000)) throw new Error('the receiver did not connect to the origin')
+  origin.events.length = 0
+  origin.send('traffic')
+  const before = await origin.waitFor((e) => e.event === 'traffic' && typeof e.cpuMs === 'number')
+  rx.send('go')
+  const done = await rx.event('done', 600_000)
+  origin.events.length = 0
+  origin.send('traffic')
+  const after = await origin.waitFor((e) => e.event === 'traffic' && typeof e.cpuMs === 'number')
+  await rx.stop()
+  return {
+    ms: done.ms as number,
+    chunksMs: done.chunksMs as number,
+    firstChunkMs: done.firstChunkMs as number,
+    receiverCpuMs: done.cpuMs as number,
+    originCpuMs: (after.cpuMs as number) - (before.cpuMs as number),
+    chunks: done.received as number
+  }
+}
+
+export async function run (): Promise<BenchResult> {
+  const size = Number(process.env.BENCH_MIB ?? 256) * MiB
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 2)
+  const w = await makeWorld(size)
+  try {
+    const size = w.manifest.size
+    const rawMs: number[] = []
+    const runs: Ours[] = []
+    const origin = await w.peer('origin', { role: 'origin', seedFrom: w.source, control: true })
+    await origin.event('seeding', 300_000)
+    for (let i = 0; i < rounds; i++) {
+      rawMs.push((await raw(w, size)).ms)
+      runs.push(await ours(w, origin, i))
+    }
+    const best = runs.reduce((a, b) => (b.ms < a.ms ? b : a))
+    const baseMs = Math.min(...rawMs)
+    const mbps = (ms: number) => round(size / MiB / (ms / 1000), 1)
+    return {
+      bench: 'throughput',
+      package_mib: round(size / MiB, 1),
+      chunks: w.manifest.chunks.length,
+      mb_per_s: mbps(best.ms),
+      baseline_mb_per_s: mbps(baseMs),
+      ratio: round(baseMs / best.ms, 2),
+      chunks_mb_per_s: mbps(best.chunksMs),
+      chunks_ratio: round(baseMs / best.chunksMs, 2),
+      commit_ms: best.ms - best.chunksMs,
+      first_chunk_ms: best.firstChunkMs,
+      receiver_cpu_per_wall: round(best.receiverCpuMs / best.ms, 2),
+      origin_cpu_per_wall: round(best.originCpuMs / best.ms, 2),
+      all_mb_per_s: runs.map((r) => mbps(r.ms)).join(' '),
+      all_baseline_mb_per_s: rawMs.map(mbps).join(' '),
+      // Each round runs the baseline right before ours: their ratio is less exposed to other load.
+      paired_ratios: runs.map((r, i) => round(rawMs[i]! / r.ms, 2)).join(' '),
+      load_avg_1m: round(os.loadavg()[0]!, 1)
+    }
+  } finally {
+    await w.close()
+  }
+}
