@@ -19,6 +19,7 @@ import { manifestBytes, manifestDigest, parseManifest, type Manifest } from './m
 import { packSource } from './source.js'
 import type { ChunkOptions } from './chunker.js'
 import { StoreDb, type PackageRecord } from './store-db.js'
+import { PackageReader } from './package-reader.js'
 import { PackageReceive, type ReceiveHost } from './receive.js'
 import { checkTree, locate, makeReadOnly, makeWritable, readAt, removeTree, throwIfBad } from './tree.js'
 
@@ -34,6 +35,7 @@ export class PackageStore implements ReceiveHost {
   private readonly stagingDir: string
   private readonly trashDir: string
   private readonly receives = new Map<string, Promise<PackageReceive>>()
+  private readonly readers = new Set<PackageReader>()
   private readonly ops = new Set<Promise<unknown>>()
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
@@ -57,6 +59,8 @@ export class PackageStore implements ReceiveHost {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.ops])
       for (const rx of this.receives.values()) await (await rx.catch(() => null))?.releaseHandles()
+      for (const reader of this.readers) await reader.close()
+      this.readers.clear()
       this.receives.clear()
     })()
     return this.closing
@@ -101,6 +105,14 @@ export class PackageStore implements ReceiveHost {
   async has (digest: string): Promise<boolean> {
     await this.ready()
     return isHashHex(digest) && (await this.db.getPackage(digest)) !== undefined
+  }
+
+  /** A reader that serves the package's chunks by index, re-hashing each; close it when done. */
+  async reader (digest: string): Promise<PackageReader> {
+    const manifest = await this.manifest(digest)
+    const reader = new PackageReader(digest, manifest, path.join(this.packagesDir, digest, 'files'))
+    this.readers.add(reader)
+    return reader
   }
 
   /** The manifest of a stored package, checked against its digest. */

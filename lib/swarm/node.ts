@@ -90,6 +90,7 @@ interface Source {
   manifest: Manifest
   hasChunk (index: number): boolean
   readChunk (index: number): Promise<Buffer>
+  close? (): Promise<void>
 }
 
 const TICK_MS = 100
@@ -223,6 +224,8 @@ export class SwarmNode extends EventEmitter {
     for (const dl of this.downloads.values()) this.endDownload(dl, PatchswarmError.CLOSED('the swarm node closed'))
     for (const peer of this.peers.values()) peer.channel.destroy()
     if (this.swarm) await destroySwarm(this.swarm)
+    for (const source of this.complete.values()) await source.close?.()
+    this.complete.clear()
   }
 
   // ── connections ─────────────────────────────────────────────────────────────────────────
@@ -342,8 +345,8 @@ export class SwarmNode extends EventEmitter {
     if (dl) return { manifest: dl.manifest, hasChunk: (i) => dl.rx.hasChunk(i), readChunk: (i) => dl.rx.readChunk(i) }
     let source = this.complete.get(digest)
     if (!source && await this.opts.store.has(digest)) {
-      const manifest = await this.opts.store.manifest(digest)
-      source = { manifest, hasChunk: () => true, readChunk: (i) => this.opts.store.readChunk(manifest.chunks[i]!.hash) }
+      const reader = await this.opts.store.reader(digest)
+      source = { manifest: reader.manifest, hasChunk: () => true, readChunk: (i) => reader.readChunk(i), close: () => reader.close() }
       this.complete.set(digest, source)
     }
     return source ?? null

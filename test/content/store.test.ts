@@ -273,3 +273,24 @@ t.test('a receiving node serves its staged chunks, re-hashed, before the package
   await rx.commit()
   t.ok((await rx.readChunk(0)).equals(bytes.get(first.hash)!), 'after commit, from the store')
 })
+
+t.test('a package reader serves chunks by index, re-hashed', async (t) => {
+  const { dir, store } = await setup(t)
+  const src = path.join(dir, 'src')
+  await makeSource(src)
+  const { manifest, digest } = await store.importSource(src, SMALL)
+  const bytes = await chunkBytes(src, manifest)
+  const reader = await store.reader(digest)
+  for (let i = 0; i < manifest.chunks.length; i++) t.ok((await reader.readChunk(i)).equals(bytes.get(manifest.chunks[i]!.hash)!))
+  await t.rejects(reader.readChunk(manifest.chunks.length), { code: 'NOT_FOUND' })
+  // Rot a byte of the stored package: the reader refuses that chunk.
+  const p = placementsOf(manifest).find((x) => x.chunk === 0)!
+  const file = path.join(dir, 'store', 'packages', digest, 'files', p.path)
+  await fs.chmod(file, 0o644)
+  const fh = await fs.open(file, 'r+')
+  await fh.write(Buffer.from([bytes.get(manifest.chunks[0]!.hash)![0]! ^ 0xff]), 0, 1, p.offset)
+  await fh.close()
+  await t.rejects(reader.readChunk(0), { code: 'HASH_MISMATCH' })
+  await reader.close()
+  await t.rejects(reader.readChunk(1), { code: 'CLOSED' })
+})

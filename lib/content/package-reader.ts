@@ -1,0 +1,53 @@
+// Serving chunks of one stored package by index, fast: the manifest says where each chunk lives,
+// file handles stay open, and every chunk is re-hashed before it leaves.
+import fs, { type FileHandle } from 'node:fs/promises'
+import { PatchswarmError } from '../errors.js'
+import { contentHashHex } from '../crypto/index.js'
+import { placementsOf, type Manifest, type Placement } from './manifest.js'
+import { locate, readAt } from './tree.js'
+
+export class PackageReader {
+  private readonly first: Placement[] = []
+  private readonly handles = new Map<string, Promise<FileHandle>>()
+  private closed = false
+
+  constructor (readonly digest: string, readonly manifest: Manifest, private readonly files: string) {
+    for (const p of placementsOf(manifest)) this.first[p.chunk] ??= p
+  }
+
+  /** Chunk `index`, re-hashed: HASH_MISMATCH if the copy on disk rotted. */
+  async readChunk (index: number): Promise<Buffer> {
+    if (this.closed) throw PatchswarmError.CLOSED('the package reader is closed')
+    const chunk = this.manifest.chunks[index]
+    const p = this.first[index]
+    if (!chunk || !p) throw PatchswarmError.NOT_FOUND(`package ${this.digest.slice(0, 16)}… has no chunk ${index}`)
+    const buf = Buffer.allocUnsafe(chunk.size)
+    let n: number
+    try {
+      n = await readAt(await this.handle(p.path), buf, chunk.size, p.offset)
+    } catch (err) {
+      throw PatchswarmError.IO_ERROR(`cannot read chunk ${index} of package ${this.digest.slice(0, 16)}…: ${(err as NodeJS.ErrnoException).code}`, err)
+    }
+    if (n !== chunk.size || contentHashHex(buf) !== chunk.hash) {
+      throw PatchswarmError.HASH_MISMATCH(`chunk ${index} of package ${this.digest.slice(0, 16)}… no longer matches its hash`)
+    }
+    return buf
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    const handles = [...this.handles.values()]
+    this.handles.clear()
+    for (const fh of handles) await (await fh.catch(() => null))?.close()
+  }
+
+  private handle (file: string): Promise<FileHandle> {
+    let fh = this.handles.get(file)
+    if (!fh) {
+      fh = fs.open(locate(this.files, file), 'r')
+      fh.catch(() => this.handles.delete(file))
+      this.handles.set(file, fh)
+    }
+    return fh
+  }
+}
