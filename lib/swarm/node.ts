@@ -33,7 +33,7 @@ export interface SwarmNodeOptions {
   now?: () => number
   /** How long a peer that sent a bad chunk stays banned. Default 10 minutes. */
   banMs?: number
-  /** How long a peer dropped for being slow stays away. Default 1 minute. */
+  /** How long a peer dropped for timing out again and again stays away. Default 15 s. */
   slowBanMs?: number
   /** Origin only: how long a chunk it served is left to the peers before it serves it again. */
   originReserveMs?: number
@@ -471,6 +471,7 @@ export class SwarmNode extends EventEmitter {
     peer.requests.delete(d.id)
     const dl = this.downloads.get(d.digest)
     if (!dl || !dl.sched.isMissing(d.index)) return
+    dl.sched.arrived(peer.key, d.index, d.bytes.length)
     const chunk = dl.manifest.chunks[d.index]
     try {
       if (!chunk) throw PatchswarmError.HASH_MISMATCH(`chunk ${d.index} is not in the package`)
@@ -530,7 +531,7 @@ export class SwarmNode extends EventEmitter {
     }
     for (const slow of dl.sched.slowPeers()) {
       const peer = this.peers.get(slow)
-      if (peer && peer.identity.role !== 'origin') this.banPeer(peer, this.opts.slowBanMs ?? 60_000, 'too slow')
+      if (peer && peer.identity.role !== 'origin') this.banPeer(peer, this.opts.slowBanMs ?? 15_000, 'kept timing out')
     }
     this.pump(dl)
   }

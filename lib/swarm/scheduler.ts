@@ -49,7 +49,7 @@ export interface SchedulerOptions {
 interface PeerState {
   info: SchedulerPeer
   have: Set<number> | 'all'
-  inFlight: Map<number, { deadline: number }>
+  inFlight: Map<number, { deadline: number, arrived: boolean }>
   /** Requests it may have in flight (AIMD). */
   window: number
   /** Throughput estimate, bytes/s, null until the first chunk: decayed bytes over decayed busy time. */
@@ -94,7 +94,7 @@ export class ChunkScheduler {
     this.started = this.now()
     this.opts = {
       selfId: opts.selfId,
-      requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
       siteGraceMs: opts.siteGraceMs ?? 3000,
       rejectBackoffMs: opts.rejectBackoffMs ?? 250,
       maxPipeline: opts.maxPipeline ?? 32,
@@ -168,6 +168,20 @@ export class ChunkScheduler {
   }
 
   /**
+   * The bytes of a requested chunk are here (not yet verified and stored): the link did its part,
+   * so the request can no longer time out and the delivery counts for the peer's rate now, not
+   * after our own disk got round to it.
+   */
+  arrived (peer: string, index: number, bytes: number): void {
+    const p = this.peers.get(peer)
+    const r = p?.inFlight.get(index)
+    if (!p || !r || r.arrived) return
+    r.arrived = true
+    r.deadline = Infinity
+    this.measure(p, bytes, this.now())
+  }
+
+  /**
    * A chunk arrived and verified. Returns duplicate requests (endgame) to cancel.
    * A chunk that failed verification is `failed(peer, index, 'bad')`, and the caller bans the peer.
    */
@@ -175,7 +189,9 @@ export class ChunkScheduler {
     const now = this.now()
     const p = this.peers.get(peer)
     if (p) {
-      if (p.inFlight.delete(index)) this.measure(p, bytes, now)
+      const r = p.inFlight.get(index)
+      if (r && !r.arrived) this.measure(p, bytes, now)
+      p.inFlight.delete(index)
       p.received += bytes
       p.timeouts = 0
       p.window = Math.min(this.opts.maxPipeline, p.window + 1)
@@ -222,7 +238,7 @@ export class ChunkScheduler {
   /** The earliest deadline or back-off end in the future, so the caller knows when to look again. */
   nextWake (): number | null {
     let t: number | null = null
-    for (const p of this.peers.values()) for (const r of p.inFlight.values()) t = t === null ? r.deadline : Math.min(t, r.deadline)
+    for (const p of this.peers.values()) for (const r of p.inFlight.values()) if (!r.arrived) t = t === null ? r.deadline : Math.min(t, r.deadline)
     for (const p of this.peers.values()) for (const { until } of p.backoff.values()) if (until > this.now()) t = t === null ? until : Math.min(t, until)
     const grace = this.started + this.opts.siteGraceMs
     if (grace > this.now()) t = t === null ? grace : Math.min(t, grace)
@@ -285,7 +301,7 @@ export class ChunkScheduler {
     if (p.inFlight.size === 0) p.busySince = now
     // The last request of a pipeline waits for those before it; give it time for all of them.
     const expected = p.rate ? ((p.inFlight.size + 1) * this.sizes[i]! / p.rate) * 1000 * 3 : 0
-    p.inFlight.set(i, { deadline: now + Math.max(this.opts.requestTimeoutMs, expected) })
+    p.inFlight.set(i, { deadline: now + Math.max(this.opts.requestTimeoutMs, expected), arrived: false })
     let set = this.inFlight.get(i)
     if (!set) this.inFlight.set(i, set = new Set())
     set.add(p.info.id)

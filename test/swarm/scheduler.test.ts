@@ -191,3 +191,17 @@ t.test('a peer that refused (metered, choked) is asked again later, not forgotte
   clock.advance(100)
   t.same(s.pick(), [{ peer: 'a', index: 0 }])
 })
+
+t.test('a chunk whose bytes arrived cannot time out while we verify and store it', async (t) => {
+  const { s, clock } = setup(1, { requestTimeoutMs: 1000 })
+  s.addPeer({ id: 'a', origin: false, sameSite: true })
+  s.setHave('a', all)
+  t.same(s.pick(), [{ peer: 'a', index: 0 }])
+  clock.advance(500)
+  s.arrived('a', 0, 256 * KiB)
+  clock.advance(5000) // our disk is slow today
+  t.same(s.overdue(), [], 'not overdue')
+  t.same(s.received('a', 0, 256 * KiB), [])
+  t.ok(s.stats('a')!.rate! > 256 * 1024, 'the rate counts the link, not our disk')
+  t.ok(s.done)
+})
