@@ -477,7 +477,12 @@ export class SwarmNode extends EventEmitter {
       if (!chunk) throw PatchswarmError.HASH_MISMATCH(`chunk ${d.index} is not in the package`)
       await dl.rx.putChunk(chunk.hash, d.bytes)
     } catch (err) {
-      if ((err as PatchswarmError).code !== 'HASH_MISMATCH') throw err
+      if ((err as PatchswarmError).code !== 'HASH_MISMATCH') {
+        // Our side failed (disk full, store closing): the chunk is needed again, from anyone.
+        dl.sched.failed(peer.key, d.index, 'reject')
+        this.pump(dl)
+        throw err
+      }
       dl.sched.failed(peer.key, d.index, 'bad')
       this.banPeer(peer, this.opts.banMs ?? 600_000, `sent a bad chunk of ${d.digest.slice(0, 12)}…`)
       this.pump(dl)

@@ -44,14 +44,17 @@ export interface SchedulerOptions {
   maxPipeline?: number
   /** Copies of one chunk in flight during endgame. */
   endgameCopies?: number
+  /** Chunks that arrived and are still being verified and stored: no new requests past this. */
+  maxStoring?: number
 }
 
 interface PeerState {
   info: SchedulerPeer
   have: Set<number> | 'all'
   inFlight: Map<number, { deadline: number, arrived: boolean }>
-  /** Requests it may have in flight (AIMD). */
+  /** Requests it may have in flight (AIMD); chunks that arrived no longer count. */
   window: number
+  arrivedCount: number
   /** Throughput estimate, bytes/s, null until the first chunk: decayed bytes over decayed busy time. */
   rate: number | null
   decayedBytes: number
@@ -78,6 +81,8 @@ export class ChunkScheduler {
   /** Non-origin peers that have a chunk, and those of them in our site. */
   private readonly availability = new Map<number, number>()
   private readonly siteAvailability = new Map<number, number>()
+  /** Arrived chunks not yet stored, over all peers. */
+  private storing = 0
   /** index → peers it is being fetched from. */
   private readonly inFlight = new Map<number, Set<string>>()
   private readonly now: () => number
@@ -98,7 +103,8 @@ export class ChunkScheduler {
       siteGraceMs: opts.siteGraceMs ?? 3000,
       rejectBackoffMs: opts.rejectBackoffMs ?? 250,
       maxPipeline: opts.maxPipeline ?? 32,
-      endgameCopies: opts.endgameCopies ?? 2
+      endgameCopies: opts.endgameCopies ?? 2,
+      maxStoring: opts.maxStoring ?? 64
     }
   }
 
@@ -109,7 +115,7 @@ export class ChunkScheduler {
   addPeer (info: SchedulerPeer): void {
     if (this.peers.has(info.id)) return
     if (info.sameSite) this.responsible.clear()
-    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), window: INITIAL_WINDOW, rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0, backoff: new Map() })
+    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), window: INITIAL_WINDOW, arrivedCount: 0, rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0, backoff: new Map() })
   }
 
   /** Forgets a peer; what was in flight there becomes schedulable again. */
@@ -119,7 +125,7 @@ export class ChunkScheduler {
     if (p.have !== 'all' && !p.info.origin) for (const i of p.have) this.bump(p, i, -1)
     if (p.info.sameSite) this.responsible.clear()
     const lost = [...p.inFlight.keys()]
-    for (const i of lost) this.inFlight.get(i)?.delete(id)
+    for (const i of lost) { this.forgetRequest(p, i); this.inFlight.get(i)?.delete(id) }
     this.peers.delete(id)
     return lost
   }
@@ -146,6 +152,7 @@ export class ChunkScheduler {
   pick (): ChunkRequest[] {
     const now = this.now()
     const picks: ChunkRequest[] = []
+    if (this.storing >= this.opts.maxStoring) return picks // our disk is behind: let it catch up
     const peers = [...this.peers.values()]
     const unrequested = [...this.missing].filter((i) => !this.inFlight.get(i)?.size)
     unrequested.sort((a, b) => (this.availability.get(a) ?? 0) - (this.availability.get(b) ?? 0) || this.tieBreak(a) - this.tieBreak(b))
@@ -155,10 +162,10 @@ export class ChunkScheduler {
       let bestFinish = Infinity
       let anyFree = false
       for (const p of peers) {
-        if (p.inFlight.size >= this.pipeline(p)) continue
+        if (p.inFlight.size - p.arrivedCount >= this.pipeline(p)) continue
         anyFree = true
         if (!this.allowed(p, i, now)) continue
-        const finish = ((p.inFlight.size + 1) * this.sizes[i]!) / (p.rate ?? typical)
+        const finish = ((p.inFlight.size - p.arrivedCount + 1) * this.sizes[i]!) / (p.rate ?? typical)
         if (finish < bestFinish) { best = p; bestFinish = finish }
       }
       if (!anyFree) break
@@ -178,6 +185,8 @@ export class ChunkScheduler {
     if (!p || !r || r.arrived) return
     r.arrived = true
     r.deadline = Infinity
+    p.arrivedCount++
+    this.storing++
     this.measure(p, bytes, this.now())
   }
 
@@ -191,7 +200,7 @@ export class ChunkScheduler {
     if (p) {
       const r = p.inFlight.get(index)
       if (r && !r.arrived) this.measure(p, bytes, now)
-      p.inFlight.delete(index)
+      this.forgetRequest(p, index)
       p.received += bytes
       p.timeouts = 0
       p.window = Math.min(this.opts.maxPipeline, p.window + 1)
@@ -199,7 +208,7 @@ export class ChunkScheduler {
     this.missing.delete(index)
     for (const q of this.peers.values()) q.backoff.delete(index)
     const others = [...(this.inFlight.get(index) ?? [])].filter((id) => id !== peer)
-    for (const id of others) this.peers.get(id)?.inFlight.delete(index)
+    for (const id of others) { const q = this.peers.get(id); if (q) this.forgetRequest(q, index) }
     this.inFlight.delete(index)
     return others.map((id) => ({ peer: id, index }))
   }
@@ -208,7 +217,7 @@ export class ChunkScheduler {
   failed (peer: string, index: number, reason: 'reject' | 'timeout' | 'bad'): void {
     const p = this.peers.get(peer)
     if (!p) return
-    p.inFlight.delete(index)
+    this.forgetRequest(p, index)
     this.inFlight.get(index)?.delete(peer)
     if (reason === 'timeout') { p.timeouts++; p.window = 1 }
     if (reason === 'reject') p.window = Math.max(1, p.window / 2)
@@ -291,16 +300,24 @@ export class ChunkScheduler {
     for (const i of this.missing) {
       const holders = this.inFlight.get(i)
       if (!holders || holders.size >= this.opts.endgameCopies) continue
-      const p = peers.find((q) => !holders.has(q.info.id) && !q.info.origin && q.inFlight.size < this.pipeline(q) && this.allowed(q, i, now))
+      const p = peers.find((q) => !holders.has(q.info.id) && !q.info.origin && q.inFlight.size - q.arrivedCount < this.pipeline(q) && this.allowed(q, i, now))
       if (p) picks.push(this.record(p, i, now))
     }
     return picks
   }
 
+  private forgetRequest (p: PeerState, i: number): void {
+    const r = p.inFlight.get(i)
+    if (!r) return
+    if (r.arrived) { p.arrivedCount--; this.storing-- }
+    p.inFlight.delete(i)
+  }
+
   private record (p: PeerState, i: number, now: number): ChunkRequest {
-    if (p.inFlight.size === 0) p.busySince = now
+    const outstanding = p.inFlight.size - p.arrivedCount
+    if (outstanding === 0) p.busySince = now
     // The last request of a pipeline waits for those before it; give it time for all of them.
-    const expected = p.rate ? ((p.inFlight.size + 1) * this.sizes[i]! / p.rate) * 1000 * 3 : 0
+    const expected = p.rate ? ((outstanding + 1) * this.sizes[i]! / p.rate) * 1000 * 3 : 0
     p.inFlight.set(i, { deadline: now + Math.max(this.opts.requestTimeoutMs, expected), arrived: false })
     let set = this.inFlight.get(i)
     if (!set) this.inFlight.set(i, set = new Set())

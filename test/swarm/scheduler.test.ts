@@ -205,3 +205,18 @@ t.test('a chunk whose bytes arrived cannot time out while we verify and store it
   t.ok(s.stats('a')!.rate! > 256 * 1024, 'the rate counts the link, not our disk')
   t.ok(s.done)
 })
+
+t.test('arrived chunks free their slot; storing is bounded', async (t) => {
+  const { s } = setup(20, { maxPipeline: 2, maxStoring: 3 })
+  s.addPeer({ id: 'a', origin: false, sameSite: true })
+  s.setHave('a', all)
+  const first = s.pick()
+  t.equal(first.length, 2)
+  for (const r of first) s.arrived('a', r.index, 256 * KiB)
+  const second = s.pick()
+  t.equal(second.length, 2, 'arrived chunks no longer hold the window')
+  s.arrived('a', second[0]!.index, 256 * KiB)
+  t.same(s.pick(), [], 'three chunks being stored: wait for the disk')
+  s.received('a', first[0]!.index, 256 * KiB)
+  t.equal(s.pick().length, 1, 'one stored, one more request')
+})
