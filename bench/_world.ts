@@ -14,7 +14,7 @@ import { buildManifest, manifestBytes, manifestDigest, type Manifest, type Chunk
 import { startTestnet, type LocalTestnet } from '../lib/swarm/transport.js'
 import { startPeer, type PeerProcess, type PeerEvent } from '../fixtures/peers.js'
 import type { PeerConfig } from '../fixtures/swarm-peer.js'
-import { makeOrg, seededBytes, type Org } from '../test/swarm/fleet.js'
+import { makeOrg, seededBytes, type Org } from '../fixtures/org.js'
 
 export const MiB = 1024 * 1024
 

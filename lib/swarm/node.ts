@@ -28,6 +28,8 @@ export interface SwarmNodeOptions {
   store: PackageStore
   bootstrap: Bootstrap
   host?: string
+  /** False when this node is directly reachable (no NAT): peers connect without hole-punching. */
+  firewalled?: boolean
   courtesy?: Courtesy
   accounting?: Accounting
   now?: () => number
@@ -145,6 +147,7 @@ export class SwarmNode extends EventEmitter {
       keyPair: this.keyPair,
       bootstrap: this.opts.bootstrap,
       ...(this.opts.host ? { host: this.opts.host } : {}),
+      ...(this.opts.firewalled !== undefined ? { firewalled: this.opts.firewalled } : {}),
       firewall: (remotePublicKey) => this.bans.isBanned(keyIdOf(remotePublicKey))
     })
     this.swarm = swarm
@@ -366,6 +369,9 @@ export class SwarmNode extends EventEmitter {
       }
       const bytes = await source.readChunk(index)
       await courtesy?.upload.take(bytes.length, abort.signal)
+      // Hand the connection a chunk only when it has room: bytes written are past recall, so a
+      // cancel can still stop what waits here, and the link's own congestion control paces us.
+      await this.writable(peer, abort.signal)
       if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while we waited
       peer.channel.data(id, digest, index, bytes)
       const served = this.originServed.get(`${digest}:${index}`)
@@ -383,6 +389,23 @@ export class SwarmNode extends EventEmitter {
       const served = this.originServed.get(key)
       if (served?.peer === peer.key && !served.sent) this.originServed.delete(key)
     }
+  }
+
+  private writable (peer: Peer, signal: AbortSignal): Promise<void> {
+    if (peer.channel.drained || peer.channel.closed) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        peer.channel.off('drain', check)
+        peer.channel.off('close', done)
+        signal.removeEventListener('abort', aborted)
+        resolve()
+      }
+      const check = () => { if (peer.channel.drained) done() }
+      const aborted = () => { done(); reject(signal.reason) }
+      peer.channel.on('drain', check)
+      peer.channel.on('close', done)
+      signal.addEventListener('abort', aborted)
+    })
   }
 
   private stopServing (peer: Peer, id: number): void {

@@ -51,7 +51,7 @@ export interface SchedulerOptions {
 interface PeerState {
   info: SchedulerPeer
   have: Set<number> | 'all'
-  inFlight: Map<number, { deadline: number, arrived: boolean }>
+  inFlight: Map<number, { sentAt: number, expectedMs: number, deadline: number, arrived: boolean }>
   /** Requests it may have in flight (AIMD); chunks that arrived no longer count. */
   window: number
   arrivedCount: number
@@ -73,6 +73,7 @@ const INITIAL_WINDOW = 2
 /** A rate to assume for a peer not measured yet, when no peer is. */
 const UNKNOWN_RATE = 1024 * 1024
 const MAX_BACKOFF_MS = 5000
+const ENDGAME_MIN_MS = 1000
 
 export class ChunkScheduler {
   private readonly sizes: readonly number[]
@@ -299,11 +300,24 @@ export class ChunkScheduler {
     if ([...this.missing].some((i) => !this.inFlight.get(i)?.size)) return picks
     for (const i of this.missing) {
       const holders = this.inFlight.get(i)
-      if (!holders || holders.size >= this.opts.endgameCopies) continue
+      if (!holders || holders.size >= this.opts.endgameCopies || !this.late(i, now)) continue
       const p = peers.find((q) => !holders.has(q.info.id) && !q.info.origin && q.inFlight.size - q.arrivedCount < this.pipeline(q) && this.allowed(q, i, now))
       if (p) picks.push(this.record(p, i, now))
     }
     return picks
+  }
+
+  /**
+   * A second copy is worth asking for only when the first is overdue by its own measure: pending
+   * over twice the time its peer's rate predicts (and at least ENDGAME_MIN_MS), and not arrived.
+   */
+  private late (i: number, now: number): boolean {
+    for (const id of this.inFlight.get(i) ?? []) {
+      const r = this.peers.get(id)?.inFlight.get(i)
+      if (!r || r.arrived) return false
+      if (now - r.sentAt < Math.max(ENDGAME_MIN_MS, 2 * r.expectedMs)) return false
+    }
+    return true
   }
 
   private forgetRequest (p: PeerState, i: number): void {
@@ -318,7 +332,7 @@ export class ChunkScheduler {
     if (outstanding === 0) p.busySince = now
     // The last request of a pipeline waits for those before it; give it time for all of them.
     const expected = p.rate ? ((outstanding + 1) * this.sizes[i]! / p.rate) * 1000 * 3 : 0
-    p.inFlight.set(i, { deadline: now + Math.max(this.opts.requestTimeoutMs, expected), arrived: false })
+    p.inFlight.set(i, { sentAt: now, expectedMs: expected / 3, deadline: now + Math.max(this.opts.requestTimeoutMs, expected), arrived: false })
     let set = this.inFlight.get(i)
     if (!set) this.inFlight.set(i, set = new Set())
     set.add(p.info.id)

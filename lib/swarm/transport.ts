@@ -56,8 +56,8 @@ export interface LocalTestnet {
   destroy (): Promise<void>
 }
 
-/** A DHT of `size` nodes on 127.0.0.1, for tests, benchmarks and the demo. */
-export async function startTestnet (size = 3): Promise<LocalTestnet> {
-  const testnet = await createTestnet(size, { host: '127.0.0.1' })
+/** A DHT of `size` nodes on 127.0.0.1 (or `host`, e.g. inside a test network namespace). */
+export async function startTestnet (size = 3, opts: { host?: string } = {}): Promise<LocalTestnet> {
+  const testnet = await createTestnet(size, { host: opts.host ?? '127.0.0.1' })
   return { bootstrap: testnet.bootstrap, destroy: () => testnet.destroy() }
 }

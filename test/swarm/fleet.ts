@@ -3,39 +3,15 @@
 import path from 'node:path'
 import fs from 'node:fs/promises'
 import type { Test } from 'tap'
-import { generateKeyPair, keySigner, type KeyPair } from '../../lib/crypto/keys.js'
+import { generateKeyPair, type KeyPair } from '../../lib/crypto/keys.js'
 import { openDatabase, sublevel } from '../../lib/store/db.js'
 import { PackageStore, type Manifest } from '../../lib/content/index.js'
-import { newRoot, newCertificate, signEnvelope, serializeEnvelope, type RootDocument, type PeerRole } from '../../lib/trust/index.js'
+import type { PeerRole } from '../../lib/trust/index.js'
+import { makeOrg, seededBytes, SMALL_CHUNKS, type Org } from '../../fixtures/org.js'
 import { SwarmNode, type SwarmNodeOptions } from '../../lib/swarm/node.js'
 import { startTestnet, type LocalTestnet } from '../../lib/swarm/transport.js'
 
-export const MiB = 1024 * 1024
-
-export interface Org {
-  root: RootDocument
-  certify (keyPair: KeyPair, opts?: { tenant?: string, site?: string | null, role?: PeerRole }): Promise<Uint8Array>
-}
-
-export async function makeOrg (name = 'acme'): Promise<Org> {
-  const rootKey = keySigner(generateKeyPair())
-  const consoleKey = keySigner(generateKeyPair())
-  const root = newRoot({
-    org: name,
-    keys: { root: [rootKey.keyid], release: [rootKey.keyid], console: [consoleKey.keyid] },
-    expires: new Date(Date.now() + 86400_000)
-  })
-  return {
-    root,
-    async certify (keyPair, opts = {}) {
-      const cert = newCertificate({
-        org: name, holder: keyPair.publicKey, role: opts.role ?? 'endpoint', tenant: opts.tenant ?? 'msp-1/customer-a',
-        site: opts.site ?? null, issued: new Date(Date.now() - 1000), expires: new Date(Date.now() + 86400_000)
-      })
-      return serializeEnvelope(await signEnvelope(cert, [consoleKey]))
-    }
-  }
-}
+export { makeOrg, seededBytes, SMALL_CHUNKS, MiB, type Org } from '../../fixtures/org.js'
 
 export interface TestNode {
   node: SwarmNode
@@ -107,18 +83,3 @@ export class Fleet {
     return fs.readFile(path.join(dest, 'payload.bin'))
   }
 }
-
-/** Smaller chunks than the default, so small test packages still have many. */
-export const SMALL_CHUNKS = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
-
-/** Seeded pseudo-random bytes: fast, and different for each seed. */
-export function seededBytes (n: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(Math.ceil(n / 4) * 4)
-  let x = seed >>> 0 || 1
-  for (let i = 0; i < out.length; i += 4) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0
-    out.writeUInt32LE(x, i)
-  }
-  return out.subarray(0, n)
-}
-
