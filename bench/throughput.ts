@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import os from 'node:os'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { BenchResult } from './run.js'
 import type { PeerProcess } from '../fixtures/peers.js'
@@ -21,7 +22,18 @@ export const summary = { figure: 'mb_per_s', baseline: 'baseline_mb_per_s', goal
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
-async function raw (w: World, bytes: number): Promise<{ ms: number }> {
+/** CPU time (user + system, ms) a child process used so far, from /proc (Linux); NaN elsewhere. */
+function childCpuMs (pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10 // clock ticks of 10 ms
+  } catch {
+    return NaN
+  }
+}
+
+async function raw (w: World, bytes: number): Promise<{ ms: number, cpuMs: number }> {
   const topic = randomBytes(32).toString('hex')
   const common = { bootstrap: w.net.bootstrap, bytes, block: 256 * 1024, topic }
   const script = path.join(here, '_raw-peer.ts')
@@ -30,9 +42,11 @@ async function raw (w: World, bytes: number): Promise<{ ms: number }> {
   await s.next('ready', 30_000)
   const receiver = w.spawnChild([...nodeArgs(), '--import', 'tsx', script, JSON.stringify({ ...common, role: 'recv', seed: randomBytes(32).toString('hex') })])
   const r = jsonLines(receiver)
+  const cpu0 = childCpuMs(sender.pid) + childCpuMs(receiver.pid)
   const done = await r.next('done', 120_000)
+  const cpuMs = childCpuMs(sender.pid) + childCpuMs(receiver.pid) - cpu0
   for (const c of [sender, receiver]) c.kill('SIGTERM')
-  return { ms: done.ms as number }
+  return { ms: done.ms as number, cpuMs }
 }
 
 interface Ours { ms: number, chunksMs: number, firstChunkMs: number, receiverCpuMs: number, originCpuMs: number, chunks: number }
@@ -68,11 +82,14 @@ export async function run (): Promise<BenchResult> {
   try {
     const size = w.manifest.size
     const rawMs: number[] = []
+    const rawCpu: number[] = []
     const runs: Ours[] = []
     const origin = await w.peer('origin', { role: 'origin', seedFrom: w.source, control: true })
     await origin.event('seeding', 300_000)
     for (let i = 0; i < rounds; i++) {
-      rawMs.push((await raw(w, size)).ms)
+      const r = await raw(w, size)
+      rawMs.push(r.ms)
+      rawCpu.push(r.cpuMs / r.ms)
       runs.push(await ours(w, origin, i))
     }
     const best = runs.reduce((a, b) => (b.ms < a.ms ? b : a))
@@ -91,6 +108,12 @@ export async function run (): Promise<BenchResult> {
       first_chunk_ms: best.firstChunkMs,
       receiver_cpu_per_wall: round(best.receiverCpuMs / best.ms, 2),
       origin_cpu_per_wall: round(best.originCpuMs / best.ms, 2),
+      // CPU of both ends per MiB moved (ms), every round: less exposed to other load than rates.
+      cpu_ms_per_mib: runs.map((r) => round((r.receiverCpuMs + r.originCpuMs) / (size / MiB), 1)).join(' '),
+      receiver_cpu_ms_per_mib: runs.map((r) => round(r.receiverCpuMs / (size / MiB), 1)).join(' '),
+      baseline_cpu_ms_per_mib: rawCpu.map((x, i) => round(x * rawMs[i]! / (size / MiB), 1)).join(' '),
+      // Both raw processes together, per wall second of the transfer (includes the request wait).
+      baseline_cpu_per_wall: rawCpu.map((x) => round(x, 2)).join(' '),
       all_mb_per_s: runs.map((r) => mbps(r.ms)).join(' '),
       all_baseline_mb_per_s: rawMs.map(mbps).join(' '),
       // Each round runs the baseline right before ours: their ratio is less exposed to other load.

@@ -15,13 +15,17 @@ export class PackageReader {
     for (const p of placementsOf(manifest)) this.first[p.chunk] ??= p
   }
 
-  /** Chunk `index`, re-hashed: HASH_MISMATCH if the copy on disk rotted. */
-  async readChunk (index: number): Promise<Buffer> {
+  /**
+   * Chunk `index`, re-hashed: HASH_MISMATCH if the copy on disk rotted. With `into` (at least the
+   * chunk's size), the bytes are read into it and a view of it is returned: a caller that serves
+   * many chunks reuses its buffers instead of handing the GC a fresh one per chunk.
+   */
+  async readChunk (index: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw PatchswarmError.CLOSED('the package reader is closed')
     const chunk = this.manifest.chunks[index]
     const p = this.first[index]
     if (!chunk || !p) throw PatchswarmError.NOT_FOUND(`package ${this.digest.slice(0, 16)}… has no chunk ${index}`)
-    const buf = Buffer.allocUnsafe(chunk.size)
+    const buf = into && into.length >= chunk.size ? into.subarray(0, chunk.size) : Buffer.allocUnsafe(chunk.size)
     let n: number
     try {
       n = await readAt(await this.handle(p.path), buf, chunk.size, p.offset)

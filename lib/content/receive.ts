@@ -138,15 +138,16 @@ export class PackageReceive {
 
   /**
    * A chunk's bytes for a peer, re-hashed before they leave: a staged chunk that rotted is
-   * forgotten (it will be fetched again) and HASH_MISMATCH is thrown.
+   * forgotten (it will be fetched again) and HASH_MISMATCH is thrown. With `into` (at least the
+   * chunk's size), a staged chunk is read into it and a view of it is returned.
    */
-  async readChunk (index: number): Promise<Buffer> {
+  async readChunk (index: number, into?: Buffer): Promise<Buffer> {
     this.host.assertOpen()
     const chunk = this.manifest.chunks[index]
     if (!chunk || !this.have.has(index)) throw PatchswarmError.NOT_FOUND(`chunk ${index} of package ${this.digest.slice(0, 16)}… is not here`)
     if (!this.done && !this.committing) {
       const p = this.placements[index]![0]!
-      const buf = Buffer.allocUnsafe(chunk.size)
+      const buf = into && into.length >= chunk.size ? into.subarray(0, chunk.size) : Buffer.allocUnsafe(chunk.size)
       try {
         const n = await readAt(await this.handle(p.path), buf, chunk.size, p.offset)
         if (n === chunk.size && contentHashHex(buf) === chunk.hash) return buf

@@ -91,13 +91,17 @@ interface Download {
 interface Source {
   manifest: Manifest
   hasChunk (index: number): boolean
-  readChunk (index: number): Promise<Buffer>
+  /** With `into` (at least the chunk's size), may read into it and return a view of it. */
+  readChunk (index: number, into?: Buffer): Promise<Buffer>
   close? (): Promise<void>
 }
 
 const TICK_MS = 100
 const QUEUE_SECONDS = 1
 const PING_MS = 1000
+/** Read buffers kept for reuse when serving, and the granularity of their sizes. */
+const SPARE_BUFFERS = 16
+const BUFFER_STEP = 64 * 1024
 
 /** Kinds of control messages. Releases, directives and reports (later) take kinds from 16 up. */
 export const CONTROL = { PING: 0, PONG: 1 } as const
@@ -122,6 +126,12 @@ export class SwarmNode extends EventEmitter {
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
   private pinger: NodeJS.Timeout | null = null
+  /**
+   * Buffers chunks are read into for serving, reused: protomux copies the bytes into a frame of
+   * its own the moment they are sent, so a fresh buffer per chunk would only be garbage. (Most of
+   * a busy seeder's GC comes from those frames, which are the connection layer's, not ours.)
+   */
+  private readonly spare: Buffer[] = []
 
   constructor (opts: SwarmNodeOptions) {
     super()
@@ -345,11 +355,11 @@ export class SwarmNode extends EventEmitter {
 
   private async sourceOf (digest: string): Promise<Source | null> {
     const dl = this.downloads.get(digest)
-    if (dl) return { manifest: dl.manifest, hasChunk: (i) => dl.rx.hasChunk(i), readChunk: (i) => dl.rx.readChunk(i) }
+    if (dl) return { manifest: dl.manifest, hasChunk: (i) => dl.rx.hasChunk(i), readChunk: (i, into) => dl.rx.readChunk(i, into) }
     let source = this.complete.get(digest)
     if (!source && await this.opts.store.has(digest)) {
       const reader = await this.opts.store.reader(digest)
-      source = { manifest: reader.manifest, hasChunk: () => true, readChunk: (i) => reader.readChunk(i), close: () => reader.close() }
+      source = { manifest: reader.manifest, hasChunk: () => true, readChunk: (i, into) => reader.readChunk(i, into), close: () => reader.close() }
       this.complete.set(digest, source)
     }
     return source ?? null
@@ -358,6 +368,7 @@ export class SwarmNode extends EventEmitter {
   private async serve (peer: Peer, id: number, digest: string, index: number): Promise<void> {
     const abort = new AbortController()
     peer.serving.set(id, abort)
+    let buffer: Buffer | null = null
     try {
       const courtesy = this.opts.courtesy
       const source = await this.sourceOf(digest)
@@ -367,7 +378,8 @@ export class SwarmNode extends EventEmitter {
         if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
         return
       }
-      const bytes = await source.readChunk(index)
+      buffer = this.takeBuffer(size)
+      const bytes = await source.readChunk(index, buffer)
       await courtesy?.upload.take(bytes.length, abort.signal)
       // Hand the connection a chunk only when it has room: bytes written are past recall, so a
       // cancel can still stop what waits here, and the link's own congestion control paces us.
@@ -383,12 +395,30 @@ export class SwarmNode extends EventEmitter {
       if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
       if (!(err instanceof PatchswarmError)) throw err
     } finally {
+      // data() copied the bytes into the outgoing frame: the buffer is free again.
+      if (buffer) this.giveBuffer(buffer)
       peer.serving.delete(id)
       // A reservation for a chunk that never left (cancelled, failed) must not hold others back.
       const key = `${digest}:${index}`
       const served = this.originServed.get(key)
       if (served?.peer === peer.key && !served.sent) this.originServed.delete(key)
     }
+  }
+
+  private takeBuffer (size: number): Buffer {
+    for (let i = this.spare.length - 1; i >= 0; i--) {
+      const b = this.spare[i]!
+      if (b.length >= size) {
+        this.spare[i] = this.spare[this.spare.length - 1]!
+        this.spare.pop()
+        return b
+      }
+    }
+    return Buffer.allocUnsafeSlow(Math.ceil(size / BUFFER_STEP) * BUFFER_STEP)
+  }
+
+  private giveBuffer (b: Buffer): void {
+    if (this.spare.length < SPARE_BUFFERS) this.spare.push(b)
   }
 
   private writable (peer: Peer, signal: AbortSignal): Promise<void> {

@@ -92,6 +92,12 @@ export class ChunkScheduler {
   private readonly tieBreaks: number[] = []
   /** Chunks this node must bring into its site; recomputed when the site's members change. */
   private readonly responsible = new Map<number, boolean>()
+  /**
+   * Missing chunks, rarest first (then our tie-break order), kept between picks: sorting every
+   * missing chunk on every pick cost more than the rest of a pick. Rebuilt only when availability
+   * changes; chunks that arrived since are skipped.
+   */
+  private order: number[] | null = null
 
   constructor (opts: SchedulerOptions) {
     this.sizes = opts.chunkSizes
@@ -155,10 +161,9 @@ export class ChunkScheduler {
     const picks: ChunkRequest[] = []
     if (this.storing >= this.opts.maxStoring) return picks // our disk is behind: let it catch up
     const peers = [...this.peers.values()]
-    const unrequested = [...this.missing].filter((i) => !this.inFlight.get(i)?.size)
-    unrequested.sort((a, b) => (this.availability.get(a) ?? 0) - (this.availability.get(b) ?? 0) || this.tieBreak(a) - this.tieBreak(b))
     const typical = this.typicalRate()
-    for (const i of unrequested) {
+    for (const i of this.rarestFirst()) {
+      if (!this.missing.has(i) || this.inFlight.get(i)?.size) continue
       let best: PeerState | null = null
       let bestFinish = Infinity
       let anyFree = false
@@ -295,9 +300,25 @@ export class ChunkScheduler {
     return best === this.opts.selfId
   }
 
+  /** Missing chunks in the order `pick` considers them: rarest first, then by tie-break. */
+  private rarestFirst (): number[] {
+    let order = this.order
+    if (order === null || order.length > 2 * this.missing.size + 64) {
+      order = [...this.missing]
+      order.sort((a, b) => (this.availability.get(a) ?? 0) - (this.availability.get(b) ?? 0) || this.tieBreak(a) - this.tieBreak(b))
+      this.order = order
+    } else {
+      // Drop the chunks that arrived from the front, where the rarest (so the first fetched) are.
+      let start = 0
+      while (start < order.length && !this.missing.has(order[start]!)) start++
+      if (start > 0) order.splice(0, start)
+    }
+    return order
+  }
+
   private endgame (now: number, peers: PeerState[]): ChunkRequest[] {
     const picks: ChunkRequest[] = []
-    if ([...this.missing].some((i) => !this.inFlight.get(i)?.size)) return picks
+    for (const i of this.missing) if (!this.inFlight.get(i)?.size) return picks
     for (const i of this.missing) {
       const holders = this.inFlight.get(i)
       if (!holders || holders.size >= this.opts.endgameCopies || !this.late(i, now)) continue
@@ -368,6 +389,7 @@ export class ChunkScheduler {
   }
 
   private bump (p: PeerState, i: number, by: number): void {
+    this.order = null
     this.availability.set(i, (this.availability.get(i) ?? 0) + by)
     if (p.info.sameSite) this.siteAvailability.set(i, (this.siteAvailability.get(i) ?? 0) + by)
   }
