@@ -7,7 +7,7 @@
 //
 // BENCH_MIB (default 256) sets the package size; BENCH_ROUNDS (default 2) how many times each side
 // runs (the best is reported); BENCH_PROF=dir writes CPU profiles of the peers there. Experiments:
-// BENCH_PIPELINE=n sets the receiver's maxPipeline (default 8); BENCH_TMP=/dev/shm puts the stores
+// BENCH_PIPELINE=n sets the receiver's maxPipeline (the scheduler's default is 32); BENCH_TMP=/dev/shm puts the stores
 // on tmpfs (fsync is then free).
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
