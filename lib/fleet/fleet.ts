@@ -1,0 +1,389 @@
+// The Fleet facade: the pattern the console's admin API follows. Every method takes the acting
+// admin's id first and runs the same steps: load the actor (bindings re-resolved to the current
+// paths of their scope nodes, so they follow moves), validate the arguments, check can() (FORBIDDEN
+// otherwise; a target that does not exist is FORBIDDEN too unless the actor could see it), perform,
+// and write exactly one audit entry with the result. Successful writes commit their audit entry in
+// the same LevelDB batch as the change; reads and refusals append it afterwards.
+import { PatchswarmError, isPatchswarmError } from '../errors.js'
+import { openDatabase, type Database } from '../store/db.js'
+import { Mutex, systemClock, type FleetClock, type WriteOptions } from './common.js'
+import { TenantTree, assertTenantPath, joinTenantPath, parentTenantPath, type CreateTenantInput, type CustomerStatus, type ReadOptions, type TenantNode } from './tenants.js'
+import { AdminStore, assertBinding, type Admin, type CreateAdminInput, type StoredBinding } from './admins.js'
+import { AuditLog, type AuditEntry, type AuditRange } from './audit.js'
+import { can, filterByScope, reachesBelow, scopesFor, type Action, type RoleBinding } from './rbac.js'
+
+export interface FleetOptions {
+  clock?: FleetClock
+}
+
+/** An admin as the API shows it: bindings at their current paths, the TOTP secret never included. */
+export interface AdminView {
+  id: string
+  sshKey: string
+  hasTotp: boolean
+  bindings: RoleBinding[]
+  createdAt: string
+  updatedAt: string
+}
+
+export interface CreateAdminRequest {
+  id: string
+  sshKey: string
+  totpSecret?: string
+  bindings?: RoleBinding[]
+}
+
+interface CallSpec<T> {
+  actor: string
+  action: string
+  target: unknown
+  write: boolean
+  /** Validates arguments and returns the tenant paths the call concerns (for the audit entry). */
+  tenants: (admin: Admin) => string[] | Promise<string[]>
+  /** Whether the actor may do it. */
+  allowed: (admin: Admin, tenants: string[]) => boolean | Promise<boolean>
+  perform: (admin: Admin, wopts: WriteOptions) => Promise<T>
+}
+
+export class Fleet {
+  readonly db: Database
+  readonly tenants: TenantTree
+  readonly admins: AdminStore
+  readonly audit: AuditLog
+  readonly #ownsDb: boolean
+  readonly #lock = new Mutex()
+  #closing: Promise<void> | undefined
+
+  constructor (db: Database, opts: FleetOptions & { ownsDb?: boolean } = {}) {
+    const clock = opts.clock ?? systemClock
+    this.db = db
+    this.tenants = new TenantTree(db, { clock })
+    this.admins = new AdminStore(db, { clock })
+    this.audit = new AuditLog(db, { clock })
+    this.#ownsDb = opts.ownsDb ?? false
+  }
+
+  /** Opens (and owns) the LevelDB at `location`. */
+  static async open (location: string, opts: FleetOptions = {}): Promise<Fleet> {
+    const fleet = new Fleet(await openDatabase(location), { ...opts, ownsDb: true })
+    await fleet.ready()
+    return fleet
+  }
+
+  async ready (): Promise<void> {
+    if (this.#closing) throw PatchswarmError.CLOSED('fleet is closed')
+    await this.audit.ready()
+  }
+
+  /** Idempotent; closes the database only if this Fleet opened it. */
+  close (): Promise<void> {
+    this.#closing ??= this.#lock.run(async () => { if (this.#ownsDb) await this.db.close() })
+    return this.#closing
+  }
+
+  /** Creates the first admin as owner of the whole organisation; refused once any admin exists. */
+  async bootstrapOwner (input: Omit<CreateAdminRequest, 'bindings'>): Promise<AdminView> {
+    await this.ready()
+    const id = typeof input?.id === 'string' ? input.id : String(input?.id)
+    return this.#lock.run(async () => {
+      try {
+        if (!await this.admins.isEmpty()) throw PatchswarmError.ALREADY_EXISTS('admins exist already; bootstrap is only for the first owner')
+        const admin = await this.admins.create({ ...input, bindings: [{ role: 'owner', scope: '' }] }, {
+          extra: () => [this.audit.prepare({ admin: id, action: 'admin.bootstrap', target: `admin:${id}`, tenants: [], result: 'ok' }).op]
+        })
+        return viewOf(admin)
+      } catch (err) {
+        await this.audit.append({ admin: id, action: 'admin.bootstrap', target: `admin:${id}`, tenants: [], result: codeOf(err) })
+        throw err
+      }
+    })
+  }
+
+  // ---- tenants -----------------------------------------------------------------------------
+
+  createTenant (actor: string, input: CreateTenantInput): Promise<TenantNode> {
+    return this.#call({
+      actor,
+      action: 'tenant.create',
+      target: input && typeof input === 'object' ? joinTenantPath(String(input.parent), String(input.name)) : input,
+      write: true,
+      tenants: () => [assertTenantPath(input?.parent, 'parent')],
+      allowed: (a, [parent]) => can(a, 'tenant.write', parent!),
+      perform: (_, w) => this.tenants.create(input, w)
+    })
+  }
+
+  getTenant (actor: string, path: string, opts: ReadOptions = {}): Promise<TenantNode> {
+    return this.#call({
+      actor,
+      action: 'tenant.get',
+      target: path,
+      write: false,
+      tenants: () => [assertTenantPath(path)],
+      allowed: (a) => can(a, 'tenant.read', path),
+      perform: () => this.tenants.get(path, opts)
+    })
+  }
+
+  /** Children of `path` that the actor may read; `path` may be an ancestor of the actor's scope. */
+  listChildren (actor: string, path: string, opts: ReadOptions = {}): Promise<TenantNode[]> {
+    return this.#call({
+      actor,
+      action: 'tenant.list',
+      target: path,
+      write: false,
+      tenants: () => [assertTenantPath(path)],
+      allowed: (a) => can(a, 'tenant.read', path) || reachesBelow(a, 'tenant.read', path),
+      perform: async (a) => filterByScope(a, 'tenant.read', await this.tenants.listChildren(path, opts), (n) => n.path)
+    })
+  }
+
+  /** The subtree at `path` in pre-order, limited to what the actor may read. */
+  walk (actor: string, path: string, opts: ReadOptions = {}): Promise<TenantNode[]> {
+    return this.#call({
+      actor,
+      action: 'tenant.walk',
+      target: path,
+      write: false,
+      tenants: () => [assertTenantPath(path)],
+      allowed: (a) => can(a, 'tenant.read', path) || reachesBelow(a, 'tenant.read', path),
+      perform: async (a) => filterByScope(a, 'tenant.read', await this.tenants.walk(path, opts), (n) => n.path)
+    })
+  }
+
+  renameTenant (actor: string, path: string, displayName: string): Promise<TenantNode> {
+    return this.#call({
+      actor,
+      action: 'tenant.rename',
+      target: path,
+      write: true,
+      tenants: () => [assertTenantPath(path)],
+      allowed: (a) => can(a, 'tenant.write', path),
+      perform: (_, w) => this.tenants.rename(path, displayName, w)
+    })
+  }
+
+  setCustomerStatus (actor: string, path: string, status: Exclude<CustomerStatus, 'removed'>): Promise<TenantNode> {
+    return this.#call({
+      actor,
+      action: 'tenant.status',
+      target: path,
+      write: true,
+      tenants: () => [assertTenantPath(path)],
+      allowed: (a) => can(a, 'tenant.write', path),
+      perform: (_, w) => this.tenants.setStatus(path, status, w)
+    })
+  }
+
+  /** Needs tenant.write on the node's current parent (to take it) and on the new parent (to put it). */
+  moveTenant (actor: string, path: string, newParent: string): Promise<TenantNode> {
+    return this.#call({
+      actor,
+      action: 'tenant.move',
+      target: path,
+      write: true,
+      tenants: () => [assertTenantPath(path), assertTenantPath(newParent, 'new parent')],
+      allowed: (a) => path !== '' && can(a, 'tenant.write', parentTenantPath(path)) && can(a, 'tenant.write', newParent),
+      perform: (_, w) => this.tenants.move(path, newParent, w)
+    })
+  }
+
+  /** Needs tenant.write on the parent: an admin cannot remove the node their own scope is. */
+  removeTenant (actor: string, path: string): Promise<TenantNode> {
+    return this.#call({
+      actor,
+      action: 'tenant.remove',
+      target: path,
+      write: true,
+      tenants: () => [assertTenantPath(path)],
+      allowed: (a) => path !== '' && can(a, 'tenant.write', parentTenantPath(path)),
+      perform: (_, w) => this.tenants.remove(path, w)
+    })
+  }
+
+  // ---- admins ------------------------------------------------------------------------------
+  // An actor manages another admin only if every binding of that admin (and every binding being
+  // granted) lies within the actor's admin.manage scopes; an admin without bindings, or with an
+  // organisation-wide one, only from the organisation level.
+
+  createAdmin (actor: string, input: CreateAdminRequest): Promise<AdminView> {
+    return this.#call({
+      actor,
+      action: 'admin.create',
+      target: `admin:${String(input?.id)}`,
+      write: true,
+      tenants: () => (input?.bindings ?? []).map((b) => assertBinding(b).scope),
+      allowed: (a, scopes) => manages(a, scopes),
+      perform: async (_, w) => this.#view(await this.admins.create({ ...input, bindings: await this.#anchor(input.bindings ?? []) } satisfies CreateAdminInput, w))
+    })
+  }
+
+  getAdmin (actor: string, id: string): Promise<AdminView> {
+    return this.#adminCall(actor, 'admin.get', id, false, undefined, async (target) => viewOf(target))
+  }
+
+  listAdmins (actor: string): Promise<AdminView[]> {
+    return this.#call({
+      actor,
+      action: 'admin.list',
+      target: 'admins',
+      write: false,
+      tenants: (a) => scopesFor(a, 'admin.manage'),
+      allowed: (_, scopes) => scopes.length > 0,
+      perform: async (a) => {
+        const all = await Promise.all((await this.admins.list()).map((x) => this.#resolve(x)))
+        return all.filter((x) => manages(a, x.bindings.map((b) => b.scope))).map(viewOf)
+      }
+    })
+  }
+
+  grantRole (actor: string, id: string, binding: RoleBinding): Promise<AdminView> {
+    return this.#adminCall(actor, 'admin.grant', id, true, binding, async (target, w) => {
+      const [anchored] = await this.#anchor([binding])
+      return this.#view(await this.admins.grant(target.id, anchored!, w))
+    })
+  }
+
+  revokeRole (actor: string, id: string, binding: RoleBinding): Promise<AdminView> {
+    return this.#adminCall(actor, 'admin.revoke', id, true, binding, async (target, w) => {
+      const stored = target.bindings.find((b) => b.role === binding.role && b.scope === binding.scope)
+      if (!stored) throw PatchswarmError.NOT_FOUND(`admin ${target.id} has no ${binding.role} binding on ${JSON.stringify(binding.scope)}`)
+      return this.#view(await this.admins.revoke(target.id, stored, w))
+    })
+  }
+
+  setAdminSshKey (actor: string, id: string, sshKey: string): Promise<AdminView> {
+    return this.#adminCall(actor, 'admin.set-ssh-key', id, true, undefined, async (target, w) => this.#view(await this.admins.setSshKey(target.id, sshKey, w)))
+  }
+
+  setAdminTotpSecret (actor: string, id: string, secret: string | null): Promise<AdminView> {
+    return this.#adminCall(actor, 'admin.set-totp', id, true, undefined, async (target, w) => this.#view(await this.admins.setTotpSecret(target.id, secret, w)))
+  }
+
+  removeAdmin (actor: string, id: string): Promise<AdminView> {
+    return this.#adminCall(actor, 'admin.remove', id, true, undefined, async (target, w) => this.#view(await this.admins.remove(target.id, w)))
+  }
+
+  // ---- audit -------------------------------------------------------------------------------
+
+  /** Audit entries the actor may see (every tenant of the entry within its audit.read scopes). */
+  listAudit (actor: string, range: AuditRange = {}): Promise<AuditEntry[]> {
+    return this.#call({
+      actor,
+      action: 'audit.list',
+      target: 'audit',
+      write: false,
+      tenants: (a) => scopesFor(a, 'audit.read'),
+      allowed: (_, scopes) => scopes.length > 0,
+      perform: (a) => this.audit.listVisible(a, range)
+    })
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  async #call<T> (spec: CallSpec<T>): Promise<T> {
+    await this.ready()
+    const run = async (): Promise<T> => {
+      let tenants: string[] = []
+      let batched = false
+      const entry = (result: string) => ({ admin: String(spec.actor), action: spec.action, target: String(spec.target), tenants, result })
+      try {
+        const admin = await this.#actor(spec.actor)
+        if (!admin) {
+          // Still record which tenants the attempt aimed at, so their admins see it.
+          tenants = await Promise.resolve(spec.tenants(nobody(spec.actor))).catch(() => [])
+          throw PatchswarmError.FORBIDDEN(`${spec.action}: unknown admin ${JSON.stringify(spec.actor)?.slice(0, 80)}`)
+        }
+        tenants = await spec.tenants(admin)
+        if (!await spec.allowed(admin, tenants)) throw PatchswarmError.FORBIDDEN(`${spec.action}: admin ${admin.id} may not do this on ${String(spec.target).slice(0, 120)}`)
+        const value = await spec.perform(admin, { extra: () => { batched = true; return [this.audit.prepare(entry('ok')).op] } })
+        if (!batched) await this.audit.append(entry('ok'))
+        return value
+      } catch (err) {
+        // A change either committed with its entry (and did not throw) or wrote nothing.
+        await this.audit.append(entry(codeOf(err)))
+        throw err
+      }
+    }
+    return spec.write ? this.#lock.run(run) : run()
+  }
+
+  /** An admin-management call on admin `id`; `binding` is the one being granted or revoked, if any. */
+  #adminCall<T> (actor: string, action: string, id: string, write: boolean, binding: RoleBinding | undefined, perform: (target: Admin, w: WriteOptions) => Promise<T>): Promise<T> {
+    let target: Admin | undefined
+    return this.#call({
+      actor,
+      action,
+      target: `admin:${String(id)}`,
+      write,
+      tenants: async () => {
+        const extra = binding === undefined ? [] : [assertBinding(binding).scope]
+        const found = await this.admins.find(id)
+        target = found && await this.#resolve(found)
+        return [...new Set([...(target?.bindings.map((b) => b.scope) ?? []), ...extra])]
+      },
+      // Unknown target: FORBIDDEN unless the actor manages the whole organisation (then NOT_FOUND).
+      allowed: (a, scopes) => target ? manages(a, scopes) : manages(a, []) && manages(a, scopes),
+      perform: async (_, w) => {
+        if (!target) throw PatchswarmError.NOT_FOUND(`no admin ${JSON.stringify(id)?.slice(0, 80)}`)
+        return perform(target, w)
+      }
+    })
+  }
+
+  async #view (admin: Admin): Promise<AdminView> {
+    return viewOf(await this.#resolve(admin))
+  }
+
+  async #actor (id: string): Promise<Admin | undefined> {
+    const admin = await this.admins.find(id)
+    return admin && this.#resolve(admin)
+  }
+
+  /** Bindings at the current paths of their scope nodes; a binding whose node is gone is dropped. */
+  async #resolve (admin: Admin): Promise<Admin> {
+    const bindings: StoredBinding[] = []
+    for (const b of admin.bindings) {
+      if (b.scopeUid === undefined) { bindings.push(b); continue }
+      const node = await this.tenants.getByUid(b.scopeUid, { includeRemoved: true })
+      if (node) bindings.push({ ...b, scope: node.path })
+    }
+    return { ...admin, bindings }
+  }
+
+  /** Ties each binding to its scope node's uid; NOT_FOUND for a scope that is not a live node. */
+  async #anchor (bindings: RoleBinding[]): Promise<StoredBinding[]> {
+    const out: StoredBinding[] = []
+    for (const b of bindings) {
+      const { role, scope } = assertBinding(b)
+      if (scope === '') { out.push({ role, scope }); continue }
+      const node = await this.tenants.get(scope)
+      out.push({ role, scope: node.path, scopeUid: node.uid })
+    }
+    return out
+  }
+}
+
+function nobody (id: unknown): Admin {
+  return { id: String(id), sshKey: '', bindings: [], createdAt: '', updatedAt: '' }
+}
+
+function manages (admin: Admin, scopes: string[]): boolean {
+  if (scopes.length === 0) return can(admin, 'admin.manage', '')
+  return scopes.every((s) => can(admin, 'admin.manage' satisfies Action, s))
+}
+
+function viewOf (admin: Admin): AdminView {
+  return {
+    id: admin.id,
+    sshKey: admin.sshKey,
+    hasTotp: admin.totpSecret !== undefined,
+    bindings: admin.bindings.map(({ role, scope }) => ({ role, scope })),
+    createdAt: admin.createdAt,
+    updatedAt: admin.updatedAt
+  }
+}
+
+function codeOf (err: unknown): string {
+  return isPatchswarmError(err) ? err.code : 'INTERNAL'
+}
