@@ -15,6 +15,8 @@ import { PeerChannel, type ProtocolLimits, type ChunkData } from './protocol.js'
 import { Bitfield } from './bitfield.js'
 import { ChunkScheduler, type SchedulerOptions } from './scheduler.js'
 import { BanList } from './bans.js'
+import { SuperSeeding } from './super-seeding.js'
+import { BufferPool } from './buffer-pool.js'
 import type { Courtesy } from './courtesy.js'
 import type { Accounting, TrafficSource } from './accounting.js'
 
@@ -59,8 +61,6 @@ interface Peer {
   serving: Map<number, AbortController>
   /** What it told us it has, per package. */
   has: Map<string, Bitfield>
-  /** Origin only: when we first turned down each chunk it asked for. */
-  refused: Map<string, number>
   /** Round trips of pings, for the delay-based back-off; null until the first pong. */
   rttMs: number | null
 }
@@ -99,9 +99,6 @@ interface Source {
 const TICK_MS = 100
 const QUEUE_SECONDS = 1
 const PING_MS = 1000
-/** Read buffers kept for reuse when serving, and the granularity of their sizes. */
-const SPARE_BUFFERS = 16
-const BUFFER_STEP = 64 * 1024
 
 /** Kinds of control messages. Releases, directives and reports (later) take kinds from 16 up. */
 export const CONTROL = { PING: 0, PONG: 1 } as const
@@ -118,20 +115,13 @@ export class SwarmNode extends EventEmitter {
   private readonly peers = new Map<string, Peer>()
   private readonly downloads = new Map<string, Download>()
   private readonly complete = new Map<string, Source>()
-  private readonly originServed = new Map<string, { at: number, peer: string, sent: boolean }>()
   /** Packages this node offers whole (the origin keeps track of who else has them). */
   private readonly seeding = new Set<string>()
-  /** Origin only: how long a peer takes from our sending a chunk to announcing it (EWMA, ms). */
-  private announceDelayMs = 0
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
   private pinger: NodeJS.Timeout | null = null
-  /**
-   * Buffers chunks are read into for serving, reused: protomux copies the bytes into a frame of
-   * its own the moment they are sent, so a fresh buffer per chunk would only be garbage. (Most of
-   * a busy seeder's GC comes from those frames, which are the connection layer's, not ours.)
-   */
-  private readonly spare: Buffer[] = []
+  private readonly buffers = new BufferPool()
+  private readonly superSeeding: SuperSeeding
 
   constructor (opts: SwarmNodeOptions) {
     super()
@@ -140,6 +130,11 @@ export class SwarmNode extends EventEmitter {
     this.keyid = keyIdOf(opts.keyPair.publicKey)
     this.now = opts.now ?? Date.now
     this.bans = new BanList(this.now)
+    this.superSeeding = new SuperSeeding({
+      now: this.now,
+      ...(opts.originReserveMs !== undefined ? { reserveMs: opts.originReserveMs } : {}),
+      ...(opts.originFallbackMs !== undefined ? { fallbackMs: opts.originFallbackMs } : {})
+    })
   }
 
   get role (): PeerIdentity['role'] { return this.requireIdentity().role }
@@ -271,7 +266,7 @@ export class SwarmNode extends EventEmitter {
     if (this.closing || this.peers.has(identity.keyid)) return channel.destroy()
     const mine = this.requireIdentity()
     const sameSite = this.inMySite(identity, conn.rawStream.remoteHost)
-    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Map(), has: new Map(), refused: new Map(), rttMs: null }
+    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Map(), has: new Map(), rttMs: null }
     this.peers.set(peer.key, peer)
     channel.on('want', (digest: string) => { this.onWant(peer, digest).catch((err) => this.misbehaved(peer, err)) })
     channel.on('have', (digest: string, bits: Bitfield) => this.onHave(peer, digest, bits))
@@ -290,6 +285,7 @@ export class SwarmNode extends EventEmitter {
   private onClose (peer: Peer): void {
     for (const id of [...peer.serving.keys()]) this.stopServing(peer, id)
     if (this.peers.get(peer.key) !== peer) return
+    this.superSeeding.forgetPeer(peer.key)
     this.peers.delete(peer.key)
     for (const dl of this.downloads.values()) {
       dl.sched.removePeer(peer.key)
@@ -378,7 +374,7 @@ export class SwarmNode extends EventEmitter {
         if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
         return
       }
-      buffer = this.takeBuffer(size)
+      buffer = this.buffers.take(size)
       const bytes = await source.readChunk(index, buffer)
       await courtesy?.upload.take(bytes.length, abort.signal)
       // Hand the connection a chunk only when it has room: bytes written are past recall, so a
@@ -386,8 +382,7 @@ export class SwarmNode extends EventEmitter {
       await this.writable(peer, abort.signal)
       if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while we waited
       peer.channel.data(id, digest, index, bytes)
-      const served = this.originServed.get(`${digest}:${index}`)
-      if (served?.peer === peer.key) { served.at = this.now(); served.sent = true } // the reserve runs from the send
+      this.superSeeding.sent(peer.key, `${digest}:${index}`)
       this.opts.accounting?.record({ digest, source: this.sourceKind(peer), direction: 'up', bytes: bytes.length })
       this.emit('upload', { digest, index, bytes: bytes.length, to: peer.identity })
     } catch (err) {
@@ -396,29 +391,10 @@ export class SwarmNode extends EventEmitter {
       if (!(err instanceof PatchswarmError)) throw err
     } finally {
       // data() copied the bytes into the outgoing frame: the buffer is free again.
-      if (buffer) this.giveBuffer(buffer)
+      if (buffer) this.buffers.give(buffer)
       peer.serving.delete(id)
-      // A reservation for a chunk that never left (cancelled, failed) must not hold others back.
-      const key = `${digest}:${index}`
-      const served = this.originServed.get(key)
-      if (served?.peer === peer.key && !served.sent) this.originServed.delete(key)
+      this.superSeeding.released(peer.key, `${digest}:${index}`)
     }
-  }
-
-  private takeBuffer (size: number): Buffer {
-    for (let i = this.spare.length - 1; i >= 0; i--) {
-      const b = this.spare[i]!
-      if (b.length >= size) {
-        this.spare[i] = this.spare[this.spare.length - 1]!
-        this.spare.pop()
-        return b
-      }
-    }
-    return Buffer.allocUnsafeSlow(Math.ceil(size / BUFFER_STEP) * BUFFER_STEP)
-  }
-
-  private giveBuffer (b: Buffer): void {
-    if (this.spare.length < SPARE_BUFFERS) this.spare.push(b)
   }
 
   private writable (peer: Peer, signal: AbortSignal): Promise<void> {
@@ -453,33 +429,14 @@ export class SwarmNode extends EventEmitter {
     return upload.queuedBytes + size > Math.max(upload.rate * QUEUE_SECONDS, 2 * size)
   }
 
-  /**
-   * Super-seeding: the origin hands each chunk to one peer and leaves it to the swarm: it turns
-   * down a chunk that another connected peer holds, or that it just sent to one. A peer that
-   * keeps asking past the fallback time gets it anyway (it may not reach the holders). Both
-   * windows stretch with how long peers take to announce what they got: under load, that is
-   * seconds, and a fixed window would have the origin send everything twice.
-   */
+  /** The origin leaves to the swarm what it can (see super-seeding.ts); other nodes serve freely. */
   private originMayServe (peer: Peer, digest: string, index: number): boolean {
     if (this.requireIdentity().role !== 'origin') return true
-    const key = `${digest}:${index}`
-    const now = this.now()
-    const reserveMs = Math.max(this.opts.originReserveMs ?? 3000, 3 * this.announceDelayMs)
-    const fallbackMs = Math.max(this.opts.originFallbackMs ?? 5000, 6 * this.announceDelayMs)
-    const last = this.originServed.get(key)
-    const justSent = last !== undefined && last.peer !== peer.key && (!last.sent || now - last.at < reserveMs) && this.peers.has(last.peer)
     let heldElsewhere = false
     for (const other of this.peers.values()) {
       if (other !== peer && other.identity.role !== 'origin' && other.has.get(digest)?.get(index)) { heldElsewhere = true; break }
     }
-    if (justSent || heldElsewhere) {
-      const first = peer.refused.get(key)
-      if (first === undefined) peer.refused.set(key, now)
-      if (first === undefined || now - first < fallbackMs) return false
-    }
-    peer.refused.delete(key)
-    this.originServed.set(key, { at: now, peer: peer.key, sent: false })
-    return true
+    return this.superSeeding.mayServe(peer.key, `${digest}:${index}`, heldElsewhere, (key) => this.peers.has(key))
   }
 
   // ── fetching ────────────────────────────────────────────────────────────────────────────
@@ -499,11 +456,7 @@ export class SwarmNode extends EventEmitter {
   }
 
   private onHaveChunk (peer: Peer, digest: string, index: number): void {
-    const served = this.originServed.get(`${digest}:${index}`)
-    if (served && served.peer === peer.key && served.sent) {
-      const sample = this.now() - served.at
-      this.announceDelayMs = this.announceDelayMs === 0 ? sample : this.announceDelayMs * 0.8 + sample * 0.2
-    }
+    this.superSeeding.announced(peer.key, `${digest}:${index}`)
     const known = peer.has.get(digest)
     if (known && index < known.length) known.set(index)
     else if (!known && this.seeding.has(digest)) {

@@ -5,7 +5,9 @@
 //  1. a peer of our own site (LAN), then any other peer, rarest chunks first;
 //  2. across the site boundary only the site member "responsible" for a chunk (rendezvous hashing
 //     over the site's members) fetches it, so each chunk crosses into a site about once; the
-//     others wait `siteGraceMs` for it before they fetch it themselves;
+//     others take over its chunks only when it stalls (announces nothing new for `siteGraceMs`),
+//     or, as a last resort, when we ourselves stored nothing for SITE_LAST_RESORT × `siteGraceMs`
+//     (so a member that never gets round to a chunk cannot stall the site);
 //  3. the origin only for chunks no peer can serve (its upload is the scarcest resource);
 //  4. endgame: when every missing chunk is in flight, a second copy is asked from another peer
 //     and the loser is cancelled.
@@ -64,6 +66,10 @@ interface PeerState {
   lastDelivery: number
   received: number
   timeouts: number
+  /** When it last announced a chunk new to us (or joined): a site member that stalls loses its chunks. */
+  lastProgress: number
+  /** Its usual time between announcements (EWMA, ms): a slow member is not a stalled one. */
+  progressInterval: number
   /** Chunks it turned down: until when we leave it alone about them, and the last wait (it doubles). */
   backoff: Map<number, { until: number, ms: number }>
 }
@@ -74,6 +80,10 @@ const INITIAL_WINDOW = 2
 const UNKNOWN_RATE = 1024 * 1024
 const MAX_BACKOFF_MS = 5000
 const ENDGAME_MIN_MS = 1000
+/** A site member is stalled after this many of its usual intervals without an announcement. */
+const STALL_INTERVALS = 4
+/** After this many grace times without storing anything, we bring in any chunk ourselves. */
+const SITE_LAST_RESORT = 4
 
 export class ChunkScheduler {
   private readonly sizes: readonly number[]
@@ -82,6 +92,8 @@ export class ChunkScheduler {
   /** Non-origin peers that have a chunk, and those of them in our site. */
   private readonly availability = new Map<number, number>()
   private readonly siteAvailability = new Map<number, number>()
+  /** When we last stored a chunk (or started). */
+  private lastOwnProgress: number
   /** Arrived chunks not yet stored, over all peers. */
   private storing = 0
   /** index → peers it is being fetched from. */
@@ -91,7 +103,7 @@ export class ChunkScheduler {
   private readonly opts: Required<Omit<SchedulerOptions, 'chunkSizes' | 'missing' | 'now'>>
   private readonly tieBreaks: number[] = []
   /** Chunks this node must bring into its site; recomputed when the site's members change. */
-  private readonly responsible = new Map<number, boolean>()
+  private readonly responsible = new Map<number, string>()
   /**
    * Missing chunks, rarest first (then our tie-break order), kept between picks: sorting every
    * missing chunk on every pick cost more than the rest of a pick. Rebuilt only when availability
@@ -104,6 +116,7 @@ export class ChunkScheduler {
     for (const i of opts.missing) this.missing.add(i)
     this.now = opts.now ?? Date.now
     this.started = this.now()
+    this.lastOwnProgress = this.started
     this.opts = {
       selfId: opts.selfId,
       requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
@@ -122,7 +135,7 @@ export class ChunkScheduler {
   addPeer (info: SchedulerPeer): void {
     if (this.peers.has(info.id)) return
     if (info.sameSite) this.responsible.clear()
-    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), window: INITIAL_WINDOW, arrivedCount: 0, rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0, backoff: new Map() })
+    this.peers.set(info.id, { info, have: info.origin ? 'all' : new Set(), inFlight: new Map(), window: INITIAL_WINDOW, arrivedCount: 0, rate: null, decayedBytes: 0, decayedMs: 0, busySince: this.now(), lastDelivery: this.now(), received: 0, timeouts: 0, lastProgress: this.now(), progressInterval: 0, backoff: new Map() })
   }
 
   /** Forgets a peer; what was in flight there becomes schedulable again. */
@@ -143,15 +156,18 @@ export class ChunkScheduler {
   setHave (id: string, has: (index: number) => boolean): void {
     const p = this.peers.get(id)
     if (!p || p.have === 'all') return
+    const before = p.have.size
     for (const i of p.have) this.bump(p, i, -1)
     p.have = new Set()
     for (let i = 0; i < this.sizes.length; i++) if (has(i)) { p.have.add(i); this.bump(p, i, 1) }
+    if (p.have.size > before) this.progressed(p)
   }
 
   addHave (id: string, index: number): void {
     const p = this.peers.get(id)
     if (!p || p.have === 'all' || p.have.has(index) || index < 0 || index >= this.sizes.length) return
     p.have.add(index)
+    this.progressed(p)
     this.bump(p, index, 1)
   }
 
@@ -211,7 +227,7 @@ export class ChunkScheduler {
       p.timeouts = 0
       p.window = Math.min(this.opts.maxPipeline, p.window + 1)
     }
-    this.missing.delete(index)
+    if (this.missing.delete(index)) this.lastOwnProgress = now
     for (const q of this.peers.values()) q.backoff.delete(index)
     const others = [...(this.inFlight.get(index) ?? [])].filter((id) => id !== peer)
     for (const id of others) { const q = this.peers.get(id); if (q) this.forgetRequest(q, index) }
@@ -255,8 +271,6 @@ export class ChunkScheduler {
     let t: number | null = null
     for (const p of this.peers.values()) for (const r of p.inFlight.values()) if (!r.arrived) t = t === null ? r.deadline : Math.min(t, r.deadline)
     for (const p of this.peers.values()) for (const { until } of p.backoff.values()) if (until > this.now()) t = t === null ? until : Math.min(t, until)
-    const grace = this.started + this.opts.siteGraceMs
-    if (grace > this.now()) t = t === null ? grace : Math.min(t, grace)
     return t
   }
 
@@ -275,29 +289,35 @@ export class ChunkScheduler {
       if (p.have === 'all' || !p.have.has(i)) return false
       if ((this.siteAvailability.get(i) ?? 0) > 0) return false // wait for our site to pass it on
     }
-    // Crossing the site boundary: only the responsible member, unless it had its chance.
-    return now - this.started >= this.opts.siteGraceMs || this.responsibleForChunk(i)
+    // Crossing the site boundary: the responsible member, or anyone once it stalled.
+    const owner = this.responsibleForChunk(i)
+    if (owner === this.opts.selfId) return true
+    const member = this.peers.get(owner)
+    const stalled = !member || now - member.lastProgress >= Math.max(this.opts.siteGraceMs, STALL_INTERVALS * member.progressInterval)
+    return stalled || now - this.lastOwnProgress >= SITE_LAST_RESORT * this.opts.siteGraceMs
+  }
+
+  private progressed (p: PeerState): void {
+    const now = this.now()
+    const interval = now - p.lastProgress
+    p.progressInterval = p.progressInterval === 0 ? interval : p.progressInterval * 0.8 + interval * 0.2
+    p.lastProgress = now
   }
 
   /** Rendezvous hashing over the site's members we know of (ourselves included). */
-  private responsibleForChunk (i: number): boolean {
-    const cached = this.responsible.get(i)
-    if (cached !== undefined) return cached
-    const mine = this.computeResponsible(i)
-    this.responsible.set(i, mine)
-    return mine
-  }
-
-  private computeResponsible (i: number): boolean {
-    const members = [this.opts.selfId, ...[...this.peers.values()].filter((p) => p.info.sameSite && !p.info.origin).map((p) => p.info.id)]
-    if (members.length === 1) return true
-    let best = ''
-    let bestScore = -1
-    for (const m of members) {
-      const score = rendezvous(m, i)
-      if (score > bestScore) { bestScore = score; best = m }
+  private responsibleForChunk (i: number): string {
+    let owner = this.responsible.get(i)
+    if (owner === undefined) {
+      owner = this.opts.selfId
+      let best = rendezvous(owner, i)
+      for (const p of this.peers.values()) {
+        if (!p.info.sameSite || p.info.origin) continue
+        const score = rendezvous(p.info.id, i)
+        if (score > best) { best = score; owner = p.info.id }
+      }
+      this.responsible.set(i, owner)
     }
-    return best === this.opts.selfId
+    return owner
   }
 
   /** Missing chunks in the order `pick` considers them: rarest first, then by tie-break. */

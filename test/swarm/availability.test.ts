@@ -25,7 +25,8 @@ t.test('two sites of 5 peers: each chunk enters each site about once', async (t)
   for (const site of Object.keys(sites)) for (let i = 0; i < 5; i++) sites[site]!.push(await fleet.node({ site }))
   const all = [...sites.vienna!, ...sites.graz!]
   const outside = countSources(all, (n) => sites.vienna!.includes(n) ? 'vienna' : 'graz')
-  await Promise.all(all.map((p) => p.node.refresh()))
+  // The sites form first: a member that does not know its site yet brings in chunks it takes for its own.
+  await fleet.mesh([origin, ...all], all.length)
   await Promise.all(all.map((p) => p.node.fetch(pkg.manifest)))
   for (const [site, members] of Object.entries(sites)) {
     const entered = members.reduce((sum, m) => sum + outside.get(m)!, 0)

@@ -67,6 +67,16 @@ export class Fleet {
     return { node, store, keyPair, dir, close }
   }
 
+  /** Waits until every node sees `peers` others (refreshing discovery now and then). */
+  async mesh (nodes: TestNode[], peers: number, ms = 30_000): Promise<void> {
+    const until = Date.now() + ms
+    while (nodes.some((n) => n.node.connectedPeers().length < peers)) {
+      if (Date.now() > until) throw new Error(`no full mesh within ${ms} ms: ${nodes.map((n) => n.node.connectedPeers().length).join(',')}`)
+      await Promise.all(nodes.map((n) => n.node.refresh()))
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+  }
+
   /** A one-file package of `size` bytes, imported into `store`. */
   async publish (store: PackageStore, size: number, seed = 1): Promise<{ manifest: Manifest, digest: string, bytes: Buffer }> {
     const dir = path.join(this.base, `src-${seed}-${size}`)

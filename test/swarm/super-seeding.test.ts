@@ -1,0 +1,63 @@
+import t from 'tap'
+import { SuperSeeding } from '../../lib/swarm/super-seeding.js'
+import { BufferPool } from '../../lib/swarm/buffer-pool.js'
+
+function setup () {
+  let now = 0
+  const s = new SuperSeeding({ now: () => now, reserveMs: 1000, fallbackMs: 2000 })
+  return { s, advance: (ms: number) => { now += ms } }
+}
+const everyone = () => true
+
+t.test('each chunk goes to one peer; others wait while it is fresh', async (t) => {
+  const { s, advance } = setup()
+  t.ok(s.mayServe('a', 'c0', false, everyone), 'first asker gets it')
+  s.sent('a', 'c0')
+  t.notOk(s.mayServe('b', 'c0', false, everyone), 'just sent to a: b waits')
+  t.ok(s.mayServe('a', 'c0', false, everyone), 'a may ask again (a retry)')
+  s.sent('a', 'c0')
+  advance(1001)
+  t.ok(s.mayServe('b', 'c0', false, everyone), 'after the reserve, b gets it')
+})
+
+t.test('a chunk a peer holds is left to it, unless the asker keeps asking past the fallback', async (t) => {
+  const { s, advance } = setup()
+  t.notOk(s.mayServe('a', 'c1', true, everyone), 'held elsewhere')
+  advance(1000)
+  t.notOk(s.mayServe('a', 'c1', true, everyone))
+  advance(1001)
+  t.ok(s.mayServe('a', 'c1', true, everyone), 'asked for over 2 s: it may not reach the holder')
+})
+
+t.test('a reservation that was never sent, or whose peer left, holds nobody back', async (t) => {
+  const { s } = setup()
+  t.ok(s.mayServe('a', 'c2', false, everyone))
+  s.released('a', 'c2')
+  t.ok(s.mayServe('b', 'c2', false, everyone), 'released')
+  s.sent('b', 'c2')
+  t.ok(s.mayServe('c', 'c2', false, (peer) => peer !== 'b'), 'b disconnected')
+})
+
+t.test('slow announcements stretch the windows', async (t) => {
+  const { s, advance } = setup()
+  t.ok(s.mayServe('a', 'c3', false, everyone))
+  s.sent('a', 'c3')
+  advance(3000) // a takes 3 s to announce: the reserve becomes 9 s
+  s.announced('a', 'c3')
+  t.ok(s.mayServe('a', 'c4', false, everyone))
+  s.sent('a', 'c4')
+  advance(5000)
+  t.notOk(s.mayServe('b', 'c4', false, everyone), 'still within the stretched reserve')
+  advance(4001)
+  t.ok(s.mayServe('b', 'c4', false, everyone))
+})
+
+t.test('the buffer pool reuses what fits and keeps a bounded number', async (t) => {
+  const pool = new BufferPool(2, 1024)
+  const a = pool.take(1000)
+  t.equal(a.length, 1024, 'rounded up to the step')
+  pool.give(a)
+  t.equal(pool.take(900), a, 'reused')
+  pool.give(Buffer.alloc(10)); pool.give(Buffer.alloc(10)); pool.give(Buffer.alloc(10))
+  t.not(pool.take(500), a, 'small spares do not fit; a new one is made')
+})
