@@ -1,17 +1,17 @@
 // Serving chunks of one stored package by index, fast: the manifest says where each chunk lives,
 // file handles stay open, and every chunk is re-hashed before it leaves.
-import fs, { type FileHandle } from 'node:fs/promises'
 import { PatchswarmError } from '../errors.js'
 import { contentHashHex } from '../crypto/index.js'
 import { placementsOf, type Manifest, type Placement } from './manifest.js'
-import { locate, readAt } from './tree.js'
+import { readAt, OpenFiles } from './tree.js'
 
 export class PackageReader {
   private readonly first: Placement[] = []
-  private readonly handles = new Map<string, Promise<FileHandle>>()
+  private readonly openFiles: OpenFiles
   private closed = false
 
-  constructor (readonly digest: string, readonly manifest: Manifest, private readonly files: string) {
+  constructor (readonly digest: string, readonly manifest: Manifest, files: string) {
+    this.openFiles = new OpenFiles(files, 'r')
     for (const p of placementsOf(manifest)) this.first[p.chunk] ??= p
   }
 
@@ -28,7 +28,7 @@ export class PackageReader {
     const buf = into && into.length >= chunk.size ? into.subarray(0, chunk.size) : Buffer.allocUnsafe(chunk.size)
     let n: number
     try {
-      n = await readAt(await this.handle(p.path), buf, chunk.size, p.offset)
+      n = await readAt(await this.openFiles.get(p.path), buf, chunk.size, p.offset)
     } catch (err) {
       throw PatchswarmError.IO_ERROR(`cannot read chunk ${index} of package ${this.digest.slice(0, 16)}…: ${(err as NodeJS.ErrnoException).code}`, err)
     }
@@ -40,18 +40,7 @@ export class PackageReader {
 
   async close (): Promise<void> {
     this.closed = true
-    const handles = [...this.handles.values()]
-    this.handles.clear()
-    for (const fh of handles) await (await fh.catch(() => null))?.close()
+    await this.openFiles.closeAll()
   }
 
-  private handle (file: string): Promise<FileHandle> {
-    let fh = this.handles.get(file)
-    if (!fh) {
-      fh = fs.open(locate(this.files, file), 'r')
-      fh.catch(() => this.handles.delete(file))
-      this.handles.set(file, fh)
-    }
-    return fh
-  }
 }

@@ -6,7 +6,7 @@ import path from 'node:path'
 import { PatchswarmError } from '../errors.js'
 import { contentHashHex, writeAtomic } from '../crypto/index.js'
 import { manifestBytes, placementsOf, type Manifest, type Placement } from './manifest.js'
-import { checkTree, locate, readAt, makeWritable } from './tree.js'
+import { checkTree, locate, readAt, makeWritable, OpenFiles } from './tree.js'
 import type { StoreDb } from './store-db.js'
 
 export interface ReceiveProgress {
@@ -45,7 +45,7 @@ export class PackageReceive {
   private received = 0
   // Group commit: chunks written since the last flush wait for one datasync per touched file and
   // one synced batch that records them all, instead of a sync each.
-  private readonly handles = new Map<string, Promise<FileHandle>>()
+  private readonly openFiles: OpenFiles
   private readonly dirty = new Set<string>()
   private pending: Array<{ ci: number, done: (err?: Error) => void }> = []
   private flushing: Promise<void> | null = null
@@ -54,6 +54,7 @@ export class PackageReceive {
     this.host = host
     this.root = root
     this.files = path.join(root, 'files')
+    this.openFiles = new OpenFiles(this.files, 'r+')
     this.digest = digest
     this.manifest = m
     this.done = done
@@ -236,21 +237,13 @@ export class PackageReceive {
 
   /** One open handle per staged file for the whole receive. */
   private handle (file: string): Promise<FileHandle> {
-    let fh = this.handles.get(file)
-    if (!fh) {
-      fh = fs.open(locate(this.files, file), 'r+')
-      fh.catch(() => this.handles.delete(file))
-      this.handles.set(file, fh)
-    }
-    return fh
+    return this.openFiles.get(file)
   }
 
   /** Closes the staged files (before they are moved, and when the store closes). */
   async releaseHandles (): Promise<void> {
     await this.flushing
-    const handles = [...this.handles.values()]
-    this.handles.clear()
-    for (const fh of handles) await (await fh.catch(() => null))?.close()
+    await this.openFiles.closeAll()
   }
 
   // Chunks recorded before a restart: keep those whose every placement still hashes right.

@@ -112,3 +112,26 @@ export async function removeTree (root: string): Promise<void> {
     await fs.rm(root, { recursive: true, force: true })
   }
 }
+
+/** Files under one folder kept open for repeated reads and writes, each opened once, closed together. */
+export class OpenFiles {
+  private readonly handles = new Map<string, Promise<fs.FileHandle>>()
+
+  constructor (private readonly root: string, private readonly flags: 'r' | 'r+') {}
+
+  get (file: string): Promise<fs.FileHandle> {
+    let fh = this.handles.get(file)
+    if (!fh) {
+      fh = fs.open(locate(this.root, file), this.flags)
+      fh.catch(() => this.handles.delete(file))
+      this.handles.set(file, fh)
+    }
+    return fh
+  }
+
+  async closeAll (): Promise<void> {
+    const handles = [...this.handles.values()]
+    this.handles.clear()
+    for (const fh of handles) await (await fh.catch(() => null))?.close()
+  }
+}
