@@ -7,16 +7,17 @@
 //               transferred there and back (no allocation per chunk, no structured clone).
 // These serve chunkStream's sequential engine (and the parallel one with hashing 'inline' or
 // 'threadpool'); the default parallel engine hashes through its own worker (parallel.ts).
-import { createHash, webcrypto } from 'node:crypto'
+import { webcrypto } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import { PatchswarmError } from '../errors.js'
+import { contentHash } from '../crypto/hash.js'
 
 export type HashingMode = 'inline' | 'threadpool' | 'worker'
 export const HASHING_MODES: readonly HashingMode[] = ['inline', 'threadpool', 'worker']
 export const DEFAULT_HASHING: HashingMode = 'worker'
 
 // Below this size a chunk is hashed inline whatever the mode: a hand-off costs more than the hash.
-const HAND_OFF_MIN = 32 * 1024
+export const HAND_OFF_MIN = 32 * 1024
 
 export interface ChunkHasher {
   hash (view: Uint8Array): Buffer | Promise<Buffer>
@@ -32,9 +33,7 @@ export function createHasher (mode: HashingMode = DEFAULT_HASHING): ChunkHasher 
   }
 }
 
-function hashInline (view: Uint8Array): Buffer {
-  return createHash('sha256').update(view).digest()
-}
+const hashInline = contentHash
 
 async function hashOnThreadpool (view: Uint8Array): Promise<Buffer> {
   // WebCrypto refuses views of a SharedArrayBuffer (the parallel chunker's memory): copy those.

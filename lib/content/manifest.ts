@@ -13,7 +13,7 @@
 import { z } from 'zod'
 import { PatchswarmError } from '../errors.js'
 import { canonicalBytes, parseCanonical, contentHashHex, isHashHex } from '../crypto/index.js'
-import { checkSafeRelativePath } from './paths.js'
+import { assertSafeRelativePath } from './paths.js'
 import { validateChunking, MIN_CHUNK_FLOOR, MAX_CHUNK_CEILING, type ChunkingParams } from './fastcdc.js'
 
 export const MANIFEST_SPEC = 1
@@ -109,11 +109,6 @@ function bad (field: string, msg: string): never {
   throw PatchswarmError.BAD_MANIFEST(`${field}: ${msg}`)
 }
 
-function checkPath (p: string, field: string) {
-  const problem = checkSafeRelativePath(p)
-  if (problem) throw PatchswarmError.UNSAFE_PATH(`${field} ${JSON.stringify(p).slice(0, 80)}: ${problem}`)
-}
-
 function checkSemantics (m: Manifest) {
   try {
     validateChunking(m.chunking)
@@ -132,8 +127,8 @@ function checkSemantics (m: Manifest) {
 
   const dirs = new Set<string>()
   m.dirs.forEach((d, i) => {
-    checkPath(d, `manifest.dirs[${i}]`)
-    if (i > 0 && !(m.dirs[i - 1]! < d)) bad(`manifest.dirs[${i}]`, i > 0 && m.dirs[i - 1] === d ? 'duplicate directory' : 'dirs must be sorted by path')
+    assertSafeRelativePath(d, `manifest.dirs[${i}]`)
+    if (i > 0 && !(m.dirs[i - 1]! < d)) bad(`manifest.dirs[${i}]`, m.dirs[i - 1] === d ? 'duplicate directory' : 'dirs must be sorted by path')
     dirs.add(d)
   })
   m.dirs.forEach((d, i) => checkParents(d, dirs, `manifest.dirs[${i}]`))
@@ -142,7 +137,7 @@ function checkSemantics (m: Manifest) {
   let total = 0
   m.files.forEach((f, i) => {
     const field = `manifest.files[${i}]`
-    checkPath(f.path, `${field}.path`)
+    assertSafeRelativePath(f.path, `${field}.path`)
     if (i > 0 && !(m.files[i - 1]!.path < f.path)) bad(`${field}.path`, m.files[i - 1]!.path === f.path ? 'duplicate path' : 'files must be sorted by path')
     if (dirs.has(f.path)) bad(`${field}.path`, 'is also listed as a directory')
     checkParents(f.path, dirs, `${field}.path`)

@@ -21,12 +21,12 @@
 // the worker a small share.
 // The first PARALLEL_AFTER bytes of a stream are always hashed here: small inputs never start or
 // wake the worker. Arenas are pooled, so a stream of a few bytes costs no allocation.
-import { createHash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import { PatchswarmError } from '../errors.js'
+import { contentHash } from '../crypto/hash.js'
 import type { Cutter } from './fastcdc.js'
 import { createSharedMemory, instantiateGear, wasmCut, GEAR_TABLES_END, type GearScan, type WasmCopy, type WasmMemory } from './gear-wasm.js'
-import { createHasher, type HashingMode } from './hashers.js'
+import { createHasher, HAND_OFF_MIN, type HashingMode } from './hashers.js'
 import type { ByteSource, Chunk } from './chunker.js'
 
 const DONE_BYTES = 2048
@@ -47,10 +47,9 @@ const ALIGN = 8
 export const PARALLEL_AFTER = 4 * 1024 * 1024
 /** The largest `max` this engine takes (segments are sized from it); larger goes the JS way. */
 export const PARALLEL_MAX_CHUNK = 4 * 1024 * 1024
-// Worker backlog above which chunks are hashed here instead; chunks smaller than HAND_OFF_MIN are
-// always hashed here (a hand-off costs more than the hash).
+// Worker backlog above which chunks are hashed here instead; chunks smaller than HAND_OFF_MIN
+// (hashers.ts) are always hashed here (a hand-off costs more than the hash).
 const BACKLOG = 8 * 1024 * 1024
-const HAND_OFF_MIN = 32 * 1024
 // A hash job is sent once it holds this many bytes, or when the current input piece is done.
 const JOB_BYTES = 1024 * 1024
 const IDLE_MS = 2000
@@ -353,7 +352,7 @@ export async function * chunkStreamParallel (source: ByteSource, cutter: Cutter,
       handed.push(p)
       if (jobBytes >= JOB_BYTES) flush()
     } else {
-      p.hash = createHash('sha256').update(view).digest()
+      p.hash = contentHash(view)
     }
     queue.push(p)
     pos += size
@@ -363,7 +362,7 @@ export async function * chunkStreamParallel (source: ByteSource, cutter: Cutter,
   // Hashes a handed-over chunk here if the worker has not started on it.
   const takeBack = (p: Pending): boolean => {
     if (p.hash !== null || !arena.takeBack(p.job)) return false
-    p.hash = createHash('sha256').update(u8.subarray(p.at, p.at + p.size)).digest()
+    p.hash = contentHash(u8.subarray(p.at, p.at + p.size))
     arena.takenBack += p.size
     Atomics.store(arena.states, p.job % HASH_SLOTS, DONE)
     return true
@@ -387,13 +386,17 @@ export async function * chunkStreamParallel (source: ByteSource, cutter: Cutter,
   // still at them (lagging) hold it back: their bytes and state slot are the worker's until DONE.
   const lagging: number[] = []
   let settled = arena.read
+  const advanceRead = () => {
+    while (lagging.length > 0 && arena.done(lagging[0]!)) lagging.shift()
+    arena.read = lagging.length > 0 ? lagging[0]! : settled
+  }
   const settle = async (p: Pending): Promise<Chunk> => {
     if (p.job >= 0) {
       if (handed[0] === p) handed.shift()
       if (!takeBack(p)) {
         while (!arena.done(p.job)) {
           if (!await helpOrWait(p)) {
-            p.hash = createHash('sha256').update(u8.subarray(p.at, p.at + p.size)).digest()
+            p.hash = contentHash(u8.subarray(p.at, p.at + p.size))
             lagging.push(p.job)
             break
           }
@@ -404,8 +407,7 @@ export async function * chunkStreamParallel (source: ByteSource, cutter: Cutter,
         }
       }
       settled = p.job + 1
-      while (lagging.length > 0 && arena.done(lagging[0]!)) lagging.shift()
-      arena.read = lagging.length > 0 ? lagging[0]! : settled
+      advanceRead()
     }
     const hash = await p.hash!
     return p.bytes ? { offset: p.offset, size: p.size, hash, bytes: p.bytes } : { offset: p.offset, size: p.size, hash }
@@ -438,8 +440,7 @@ export async function * chunkStreamParallel (source: ByteSource, cutter: Cutter,
           flush()
           let s: number
           while ((s = freeSlot()) < 0) await helpOrWait()
-          while (lagging.length > 0 && arena.done(lagging[0]!)) lagging.shift()
-          arena.read = lagging.length > 0 ? lagging[0]! : settled
+          advanceRead()
           const rest = end - pos
           const nextBase = arena.slotBase[s]! + mod8(piece.byteOffset + p - rest)
           arena.copy(nextBase, base + pos, rest)

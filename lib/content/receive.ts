@@ -1,7 +1,7 @@
 // Receiving a package chunk by chunk into its staging area. The staging files are created at their
 // final sizes; each verified chunk is written to every place it belongs, synced, and then recorded
 // in LevelDB, so after a crash only unrecorded chunks are needed again (recorded ones are re-hashed).
-import fs, { type FileHandle } from 'node:fs/promises'
+import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PatchswarmError } from '../errors.js'
 import { contentHashHex, writeAtomic } from '../crypto/index.js'
@@ -45,7 +45,7 @@ export class PackageReceive {
   private received = 0
   // Group commit: chunks written since the last flush wait for one datasync per touched file and
   // one synced batch that records them all, instead of a sync each.
-  private readonly openFiles: OpenFiles
+  private readonly openFiles: OpenFiles // one handle per staged file for the whole receive
   private readonly dirty = new Set<string>()
   private pending: Array<{ ci: number, done: (err?: Error) => void }> = []
   private flushing: Promise<void> | null = null
@@ -150,7 +150,7 @@ export class PackageReceive {
       const p = this.placements[index]![0]!
       const buf = into && into.length >= chunk.size ? into.subarray(0, chunk.size) : Buffer.allocUnsafe(chunk.size)
       try {
-        const n = await readAt(await this.handle(p.path), buf, chunk.size, p.offset)
+        const n = await readAt(await this.openFiles.get(p.path), buf, chunk.size, p.offset)
         if (n === chunk.size && contentHashHex(buf) === chunk.hash) return buf
       } catch (err) {
         if (!this.done && !this.committing) throw err
@@ -198,7 +198,7 @@ export class PackageReceive {
 
   private async writePlacements (ci: number, bytes: Uint8Array) {
     for (const p of this.placements[ci]!) {
-      const fh = await this.handle(p.path)
+      const fh = await this.openFiles.get(p.path)
       await fh.write(bytes, 0, p.size, p.offset)
       this.dirty.add(p.path)
     }
@@ -227,17 +227,12 @@ export class PackageReceive {
     const files = [...this.dirty]
     this.dirty.clear()
     try {
-      for (const f of files) await (await this.handle(f)).datasync()
+      for (const f of files) await (await this.openFiles.get(f)).datasync()
       await this.host.db.markStaged(this.digest, batch.map((b) => this.manifest.chunks[b.ci]!.hash))
       for (const b of batch) b.done()
     } catch (err) {
       for (const b of batch) b.done(err as Error)
     }
-  }
-
-  /** One open handle per staged file for the whole receive. */
-  private handle (file: string): Promise<FileHandle> {
-    return this.openFiles.get(file)
   }
 
   /** Closes the staged files (before they are moved, and when the store closes). */
@@ -262,13 +257,8 @@ export class PackageReceive {
   private async placementsMatch (ci: number, buf: Buffer): Promise<boolean> {
     const { hash, size } = this.manifest.chunks[ci]!
     for (const p of this.placements[ci]!) {
-      const fh = await fs.open(locate(this.files, p.path), 'r')
-      try {
-        const n = await readAt(fh, buf, size, p.offset)
-        if (n !== size || contentHashHex(buf.subarray(0, n)) !== hash) return false
-      } finally {
-        await fh.close()
-      }
+      const n = await readAt(await this.openFiles.get(p.path), buf, size, p.offset)
+      if (n !== size || contentHashHex(buf.subarray(0, n)) !== hash) return false
     }
     return true
   }

@@ -2,7 +2,7 @@
 //   chunks    `${chunkHash}!${digest}` -> { path, offset, length }   one local copy per package
 //   packages  digest -> { size, files, chunks }                        committed packages
 //   staged    `${digest}!${chunkHash}` -> 1                            chunks durably written to staging
-import type { Database, Sublevel } from '../store/db.js'
+import { sublevel, type Database, type Sublevel } from '../store/db.js'
 import type { Manifest } from './manifest.js'
 import { placementsOf } from './manifest.js'
 
@@ -26,10 +26,10 @@ export class StoreDb {
   readonly staged: Sublevel
 
   constructor (db: Database | Sublevel) {
-    const sub = (name: string) => (db as Database).sublevel<string, unknown>(name, { valueEncoding: 'json' }) as unknown as Sublevel
-    this.chunks = sub('chunks')
-    this.packages = sub('packages')
-    this.staged = sub('staged')
+    // A sublevel nests like a database; the cast only widens what sublevel() accepts.
+    this.chunks = sublevel(db as Database, 'chunks')
+    this.packages = sublevel(db as Database, 'packages')
+    this.staged = sublevel(db as Database, 'staged')
   }
 
   async locations (hash: string): Promise<ChunkLocation[]> {
@@ -57,11 +57,9 @@ export class StoreDb {
 
   /** Records a committed package and indexes one placement of each of its chunks, in one batch. */
   async indexPackage (digest: string, m: Manifest) {
-    const first = new Map<number, ChunkLocation>()
-    for (const p of placementsOf(m)) if (!first.has(p.chunk)) first.set(p.chunk, { digest, path: p.path, offset: p.offset, length: p.size })
-    const ops: Array<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }> = []
-    for (const [ci, loc] of first) ops.push({ type: 'put', key: `${m.chunks[ci]!.hash}!${digest}`, value: { path: loc.path, offset: loc.offset, length: loc.length } })
-    await this.chunks.batch(ops)
+    const first = new Map<number, Omit<ChunkLocation, 'digest'>>()
+    for (const p of placementsOf(m)) if (!first.has(p.chunk)) first.set(p.chunk, { path: p.path, offset: p.offset, length: p.size })
+    await this.chunks.batch([...first].map(([ci, loc]) => ({ type: 'put' as const, key: `${m.chunks[ci]!.hash}!${digest}`, value: loc })))
     const record: PackageRecord = { digest, size: m.size, files: m.files.length, chunks: m.chunks.length }
     await this.packages.put(digest, record, { sync: true } as object)
   }

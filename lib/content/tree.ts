@@ -68,7 +68,10 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
         }
         offset += size
       }
-      if (!stop() && (await fh.stat()).size !== f.size) fail(f.chunks.at(-1) ?? -1, `${f.path}: file is ${(await fh.stat()).size} bytes, the manifest says ${f.size}`)
+      if (!stop()) {
+        const { size } = await fh.stat()
+        if (size !== f.size) fail(f.chunks.at(-1) ?? -1, `${f.path}: file is ${size} bytes, the manifest says ${f.size}`)
+      }
       if (out) await out.sync()
     } finally {
       await fh.close()

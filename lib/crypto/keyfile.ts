@@ -32,8 +32,12 @@ export async function writePublicKeyFile (file: string, publicKey: Uint8Array, o
 
 export async function readSecretKeyFile (file: string): Promise<KeyPair & { name?: string }> {
   const { stat, doc } = await readKeyDoc(file)
-  if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) {
-    throw PatchswarmError.INSECURE_KEY_FILE(`${file} is readable by group or others (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`)
+  return secretKeyFromDoc(file, stat.mode, doc)
+}
+
+function secretKeyFromDoc (file: string, mode: number, doc: Record<string, unknown>): KeyPair & { name?: string } {
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw PatchswarmError.INSECURE_KEY_FILE(`${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run chmod 600 on it`)
   }
   if (doc.type !== SECRET_TYPE) throw PatchswarmError.BAD_KEY_FILE(`${file} is not a secret key file`)
   if (doc.algorithm !== 'ed25519') throw PatchswarmError.BAD_KEY_FILE(`${file}: unsupported algorithm`)
@@ -54,9 +58,9 @@ export async function readPublicKeyFile (file: string): Promise<PublicKeyInfo> {
 
 /** Either kind of key file; `secretKey` is there when the file holds one. */
 export async function readKeyFile (file: string): Promise<PublicKeyInfo & { secretKey?: Buffer }> {
-  const { doc } = await readKeyDoc(file)
+  const { stat, doc } = await readKeyDoc(file)
   if (doc.type === SECRET_TYPE) {
-    const kp = await readSecretKeyFile(file)
+    const kp = secretKeyFromDoc(file, stat.mode, doc)
     return { keyid: keyIdOf(kp.publicKey), ...kp }
   }
   if (doc.type !== PUBLIC_TYPE || doc.algorithm !== 'ed25519') throw PatchswarmError.BAD_KEY_FILE(`${file} is not a patchswarm key file`)
