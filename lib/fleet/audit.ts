@@ -4,7 +4,7 @@
 // committed in the same batch as the change it records, so a change is never left unaudited.
 import { PatchswarmError } from '../errors.js'
 import { sublevel, type Database, type Sublevel } from '../store/db.js'
-import { systemClock, type FleetClock, type FleetOp } from './common.js'
+import { commit, systemClock, type FleetClock, type FleetOp } from './common.js'
 import { can, type Principal } from './rbac.js'
 
 export interface AuditEntry {
@@ -92,7 +92,7 @@ export class AuditLog {
   async append (input: AuditInput): Promise<AuditEntry> {
     await this.ready()
     const { entry, op } = this.prepare(input)
-    await this.db.batch([op] as never)
+    await commit(this.db, [op])
     return entry
   }
 

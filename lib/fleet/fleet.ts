@@ -9,8 +9,8 @@ import { openDatabase, type Database } from '../store/db.js'
 import { Mutex, systemClock, type FleetClock, type WriteOptions } from './common.js'
 import { TenantTree, assertTenantPath, joinTenantPath, parentTenantPath, type CreateTenantInput, type CustomerStatus, type ReadOptions, type TenantNode } from './tenants.js'
 import { AdminStore, assertBinding, type Admin, type CreateAdminInput, type StoredBinding } from './admins.js'
-import { AuditLog, type AuditEntry, type AuditRange } from './audit.js'
-import { can, filterByScope, reachesBelow, scopesFor, type Action, type RoleBinding } from './rbac.js'
+import { AuditLog, type AuditEntry, type AuditInput, type AuditRange } from './audit.js'
+import { can, filterByScope, reachesBelow, scopesFor, type RoleBinding } from './rbac.js'
 
 export interface FleetOptions {
   clock?: FleetClock
@@ -84,16 +84,17 @@ export class Fleet {
   /** Creates the first admin as owner of the whole organisation; refused once any admin exists. */
   async bootstrapOwner (input: Omit<CreateAdminRequest, 'bindings'>): Promise<AdminView> {
     await this.ready()
-    const id = typeof input?.id === 'string' ? input.id : String(input?.id)
+    const id = String(input?.id)
+    const entry = (result: string): AuditInput => ({ admin: id, action: 'admin.bootstrap', target: `admin:${id}`, tenants: [], result })
     return this.#lock.run(async () => {
       try {
         if (!await this.admins.isEmpty()) throw PatchswarmError.ALREADY_EXISTS('admins exist already; bootstrap is only for the first owner')
         const admin = await this.admins.create({ ...input, bindings: [{ role: 'owner', scope: '' }] }, {
-          extra: () => [this.audit.prepare({ admin: id, action: 'admin.bootstrap', target: `admin:${id}`, tenants: [], result: 'ok' }).op]
+          extra: () => [this.audit.prepare(entry('ok')).op]
         })
         return viewOf(admin)
       } catch (err) {
-        await this.audit.append({ admin: id, action: 'admin.bootstrap', target: `admin:${id}`, tenants: [], result: codeOf(err) })
+        await this.audit.append(entry(codeOf(err)))
         throw err
       }
     })
@@ -114,65 +115,25 @@ export class Fleet {
   }
 
   getTenant (actor: string, path: string, opts: ReadOptions = {}): Promise<TenantNode> {
-    return this.#call({
-      actor,
-      action: 'tenant.get',
-      target: path,
-      write: false,
-      tenants: () => [assertTenantPath(path)],
-      allowed: (a) => can(a, 'tenant.read', path),
-      perform: () => this.tenants.get(path, opts)
-    })
+    return this.#tenantCall(actor, 'tenant.get', path, false, (a) => can(a, 'tenant.read', path), () => this.tenants.get(path, opts))
   }
 
   /** Children of `path` that the actor may read; `path` may be an ancestor of the actor's scope. */
   listChildren (actor: string, path: string, opts: ReadOptions = {}): Promise<TenantNode[]> {
-    return this.#call({
-      actor,
-      action: 'tenant.list',
-      target: path,
-      write: false,
-      tenants: () => [assertTenantPath(path)],
-      allowed: (a) => can(a, 'tenant.read', path) || reachesBelow(a, 'tenant.read', path),
-      perform: async (a) => filterByScope(a, 'tenant.read', await this.tenants.listChildren(path, opts), (n) => n.path)
-    })
+    return this.#readTree(actor, 'tenant.list', path, () => this.tenants.listChildren(path, opts))
   }
 
   /** The subtree at `path` in pre-order, limited to what the actor may read. */
   walk (actor: string, path: string, opts: ReadOptions = {}): Promise<TenantNode[]> {
-    return this.#call({
-      actor,
-      action: 'tenant.walk',
-      target: path,
-      write: false,
-      tenants: () => [assertTenantPath(path)],
-      allowed: (a) => can(a, 'tenant.read', path) || reachesBelow(a, 'tenant.read', path),
-      perform: async (a) => filterByScope(a, 'tenant.read', await this.tenants.walk(path, opts), (n) => n.path)
-    })
+    return this.#readTree(actor, 'tenant.walk', path, () => this.tenants.walk(path, opts))
   }
 
   renameTenant (actor: string, path: string, displayName: string): Promise<TenantNode> {
-    return this.#call({
-      actor,
-      action: 'tenant.rename',
-      target: path,
-      write: true,
-      tenants: () => [assertTenantPath(path)],
-      allowed: (a) => can(a, 'tenant.write', path),
-      perform: (_, w) => this.tenants.rename(path, displayName, w)
-    })
+    return this.#tenantCall(actor, 'tenant.rename', path, true, (a) => can(a, 'tenant.write', path), (_, w) => this.tenants.rename(path, displayName, w))
   }
 
   setCustomerStatus (actor: string, path: string, status: Exclude<CustomerStatus, 'removed'>): Promise<TenantNode> {
-    return this.#call({
-      actor,
-      action: 'tenant.status',
-      target: path,
-      write: true,
-      tenants: () => [assertTenantPath(path)],
-      allowed: (a) => can(a, 'tenant.write', path),
-      perform: (_, w) => this.tenants.setStatus(path, status, w)
-    })
+    return this.#tenantCall(actor, 'tenant.status', path, true, (a) => can(a, 'tenant.write', path), (_, w) => this.tenants.setStatus(path, status, w))
   }
 
   /** Needs tenant.write on the node's current parent (to take it) and on the new parent (to put it). */
@@ -190,15 +151,7 @@ export class Fleet {
 
   /** Needs tenant.write on the parent: an admin cannot remove the node their own scope is. */
   removeTenant (actor: string, path: string): Promise<TenantNode> {
-    return this.#call({
-      actor,
-      action: 'tenant.remove',
-      target: path,
-      write: true,
-      tenants: () => [assertTenantPath(path)],
-      allowed: (a) => path !== '' && can(a, 'tenant.write', parentTenantPath(path)),
-      perform: (_, w) => this.tenants.remove(path, w)
-    })
+    return this.#tenantCall(actor, 'tenant.remove', path, true, (a) => path !== '' && can(a, 'tenant.write', parentTenantPath(path)), (_, w) => this.tenants.remove(path, w))
   }
 
   // ---- admins ------------------------------------------------------------------------------
@@ -308,6 +261,18 @@ export class Fleet {
     return spec.write ? this.#lock.run(run) : run()
   }
 
+  /** A call about the one tenant at `path`, which is validated and is the audit entry's tenant. */
+  #tenantCall<T> (actor: string, action: string, path: string, write: boolean, allowed: (admin: Admin) => boolean, perform: (admin: Admin, w: WriteOptions) => Promise<T>): Promise<T> {
+    return this.#call({ actor, action, target: path, write, tenants: () => [assertTenantPath(path)], allowed, perform })
+  }
+
+  /** A read that may start above the actor's scopes; only the nodes the actor may read come back. */
+  #readTree (actor: string, action: string, path: string, list: () => Promise<TenantNode[]>): Promise<TenantNode[]> {
+    return this.#tenantCall(actor, action, path, false,
+      (a) => can(a, 'tenant.read', path) || reachesBelow(a, 'tenant.read', path),
+      async (a) => filterByScope(a, 'tenant.read', await list(), (n) => n.path))
+  }
+
   /** An admin-management call on admin `id`; `binding` is the one being granted or revoked, if any. */
   #adminCall<T> (actor: string, action: string, id: string, write: boolean, binding: RoleBinding | undefined, perform: (target: Admin, w: WriteOptions) => Promise<T>): Promise<T> {
     let target: Admin | undefined
@@ -370,7 +335,7 @@ function nobody (id: unknown): Admin {
 
 function manages (admin: Admin, scopes: string[]): boolean {
   if (scopes.length === 0) return can(admin, 'admin.manage', '')
-  return scopes.every((s) => can(admin, 'admin.manage' satisfies Action, s))
+  return scopes.every((s) => can(admin, 'admin.manage', s))
 }
 
 function viewOf (admin: Admin): AdminView {

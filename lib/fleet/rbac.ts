@@ -70,17 +70,21 @@ export function roleHas (role: Role, action: Action): boolean {
   return ROLE_ACTIONS[role]?.has(action) ?? false
 }
 
+/** Does binding `b` (checked, since it may come from storage) grant `action` on its scope? */
+function grants (b: RoleBinding, action: Action): boolean {
+  return isRole(b.role) && roleHas(b.role, action) && typeof b.scope === 'string' && checkTenantPath(b.scope) === null
+}
+
 /** True if some binding's role has `action` and `path` lies within that binding's scope. */
 export function can (admin: Principal | undefined, action: Action, path: string): boolean {
   if (!admin || !isAction(action) || typeof path !== 'string' || checkTenantPath(path) !== null) return false
-  return admin.bindings.some((b) => isRole(b.role) && roleHas(b.role, action) && typeof b.scope === 'string' &&
-    checkTenantPath(b.scope) === null && isWithinTenant(path, b.scope))
+  return admin.bindings.some((b) => grants(b, action) && isWithinTenant(path, b.scope))
 }
 
 /** The scopes in which `admin` has `action`, without those already covered by another one. */
 export function scopesFor (admin: Principal | undefined, action: Action): string[] {
   if (!admin) return []
-  const all = admin.bindings.filter((b) => isRole(b.role) && roleHas(b.role, action) && checkTenantPath(b.scope) === null).map((b) => b.scope)
+  const all = admin.bindings.filter((b) => grants(b, action)).map((b) => b.scope)
   return [...new Set(all)].filter((s, _, arr) => !arr.some((o) => o !== s && isWithinTenant(s, o))).sort()
 }
 

@@ -162,7 +162,7 @@ export class TenantTree {
 
   /** Direct children of `path` ('' = top-level nodes), ordered by name. */
   async listChildren (path: string, opts: ReadOptions = {}): Promise<TenantNode[]> {
-    const parentUid = path === '' ? (assertTenantPath(path), null) : (await this.get(path, opts)).uid
+    const parentUid = path === '' ? null : (await this.get(path, opts)).uid
     return this.childrenOf(parentUid, opts)
   }
 
@@ -174,7 +174,6 @@ export class TenantTree {
       for (const child of await this.childrenOf(node.uid, opts)) await visit(child)
     }
     if (path === '') {
-      assertTenantPath(path)
       for (const top of await this.childrenOf(null, opts)) await visit(top)
     } else {
       await visit(await this.get(path, opts))
@@ -199,9 +198,8 @@ export class TenantTree {
     const displayName = assertDisplayName(input.displayName ?? name)
     const path = assertTenantPath(joinTenantPath(parentPath, name))
     return this.lock.run(async () => {
-      const parent = parentPath === '' ? null : await this.find(parentPath)
-      if (parentPath !== '' && !parent) throw PatchswarmError.NOT_FOUND(`parent ${parentPath} does not exist`)
-      checkParentKind(kind, parent ?? null)
+      const parent = await this.parentAt(parentPath, 'parent')
+      checkParentKind(kind, parent)
       const existing = await this.store.get(pathKey(path)) as string | undefined
       if (existing !== undefined) {
         const old = await this.getByUid(existing, { includeRemoved: true })
@@ -263,12 +261,11 @@ export class TenantTree {
     if (path === '') throw PatchswarmError.BAD_ARGUMENT('cannot move the whole organisation')
     return this.lock.run(async () => {
       const node = await this.get(path)
-      const parent = newParent === '' ? null : await this.find(newParent)
-      if (newParent !== '' && !parent) throw PatchswarmError.NOT_FOUND(`new parent ${newParent} does not exist`)
+      const parent = await this.parentAt(newParent, 'new parent')
       if (parent && (parent.uid === node.uid || parent.path.startsWith(node.path + '/'))) {
         throw PatchswarmError.BAD_ARGUMENT(`cannot move ${path} under itself or its own descendant ${newParent}`)
       }
-      checkParentKind(node.kind, parent ?? null)
+      checkParentKind(node.kind, parent)
       if ((parent?.uid ?? null) === node.parentUid) return node // already there: nothing to do
       const newPath = assertTenantPath(joinTenantPath(newParent, node.name), 'new path')
       if (await this.store.get(pathKey(newPath)) !== undefined) throw PatchswarmError.ALREADY_EXISTS(`${newPath} already exists`)
@@ -318,6 +315,14 @@ export class TenantTree {
       await commit(this.db, ops, wopts.extra)
       return removed!
     })
+  }
+
+  /** The node at `path`, null for '' (the top); NOT_FOUND, calling it `what`, if there is none. */
+  private async parentAt (path: string, what: string): Promise<TenantNode | null> {
+    if (path === '') return null
+    const node = await this.find(path)
+    if (!node) throw PatchswarmError.NOT_FOUND(`${what} ${path} does not exist`)
+    return node
   }
 
   private put (key: string, value: unknown): FleetOp { return { type: 'put', sublevel: this.store, key, value } }

@@ -5,7 +5,7 @@ import { z } from 'zod'
 import { PatchswarmError } from '../errors.js'
 import { keyIdOf } from '../crypto/keys.js'
 import { type Envelope, verifyEnvelope } from './envelope.js'
-import { SPEC_VERSION, keyid, metadataVersion, timestamp, safeName, tenantPath, parseShape, toTimestamp } from './fields.js'
+import { SPEC_VERSION, keyid, metadataVersion, timestamp, safeName, tenantPath, parseShape, toTimestamp, checkIssuedBeforeExpires } from './fields.js'
 import type { RootDocument } from './root.js'
 import { checkNotExpired } from './verify.js'
 
@@ -40,7 +40,7 @@ export interface PeerIdentity {
 
 export function parseCertificate (value: unknown): CertificateDocument {
   const cert = parseShape(certificateSchema, value, 'certificate')
-  if (Date.parse(cert.issued) > Date.parse(cert.expires)) throw PatchswarmError.BAD_DOCUMENT('certificate.issued: is after certificate.expires')
+  checkIssuedBeforeExpires(cert, 'certificate')
   return cert
 }
 
@@ -76,10 +76,11 @@ export function newCertificate (opts: NewCertificateOptions): CertificateDocumen
  */
 export function verifyCertificate (root: RootDocument, envelope: Envelope, opts: { now: Date, remotePublicKey: Uint8Array }): PeerIdentity {
   const cert = parseCertificate(envelope.signed)
-  const signed = verifyEnvelope(envelope, root.roles.console)
-  if (!signed.ok) throw PatchswarmError.THRESHOLD_NOT_MET(`certificate of ${cert.holder.slice(0, 12)}… is not signed by the console role of ${root.org}`)
+  const label = `certificate of ${cert.holder.slice(0, 12)}…`
+  const remote = keyIdOf(opts.remotePublicKey)
+  if (!verifyEnvelope(envelope, root.roles.console).ok) throw PatchswarmError.THRESHOLD_NOT_MET(`${label} is not signed by the console role of ${root.org}`)
   if (cert.org !== root.org) throw PatchswarmError.WRONG_ORGANISATION(`certificate is for ${cert.org}, not ${root.org}`)
-  if (cert.holder !== keyIdOf(opts.remotePublicKey)) throw PatchswarmError.WRONG_HOLDER(`certificate of ${cert.holder.slice(0, 12)}… shown by ${keyIdOf(opts.remotePublicKey).slice(0, 12)}…`)
-  checkNotExpired(`certificate of ${cert.holder.slice(0, 12)}…`, cert.expires, opts.now)
+  if (cert.holder !== remote) throw PatchswarmError.WRONG_HOLDER(`${label} shown by ${remote.slice(0, 12)}…`)
+  checkNotExpired(label, cert.expires, opts.now)
   return { keyid: cert.holder, org: cert.org, tenant: cert.tenant, site: cert.site, role: cert.role }
 }

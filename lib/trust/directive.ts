@@ -2,8 +2,7 @@
 // or endpoints, and what to do with it. It refers to releases by manifest digest AND by the hash
 // of the release's signed bytes, so a console can only schedule what the release keys signed.
 import { z } from 'zod'
-import { PatchswarmError } from '../errors.js'
-import { SPEC_VERSION, keyid, metadataVersion, timestamp, safeName, sha256Hex, tenantPath, parseShape, toTimestamp, isWithinTenant } from './fields.js'
+import { SPEC_VERSION, keyid, metadataVersion, timestamp, safeName, sha256Hex, tenantPath, parseShape, toTimestamp, isWithinTenant, checkIssuedBeforeExpires } from './fields.js'
 import { packageVersionSchema, platformSchema, parseRelease } from './release.js'
 import { type Envelope, envelopeHash } from './envelope.js'
 
@@ -47,7 +46,7 @@ export type ReleaseRef = z.output<typeof releaseRefSchema>
 
 export function parseDirective (value: unknown): DirectiveDocument {
   const d = parseShape(directiveSchema, value, 'directive')
-  if (Date.parse(d.issued) > Date.parse(d.expires)) throw PatchswarmError.BAD_DOCUMENT('directive.issued: is after directive.expires')
+  checkIssuedBeforeExpires(d, 'directive')
   return d
 }
 

@@ -10,7 +10,8 @@ export const SPEC_VERSION = 1
 export const MAX_KEYS = 64
 export const MAX_TENANT_DEPTH = 16
 
-const UNSAFE = { patchswarm: 'UNSAFE_PATH' } as const
+/** Issue params that make parseShape throw UNSAFE_PATH instead of BAD_DOCUMENT. */
+export const UNSAFE = { patchswarm: 'UNSAFE_PATH' } as const
 
 export const keyid = z.string().refine(isKeyId, 'must be a key id (32-byte public key, lowercase hex)')
 export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 digest (64 lowercase hex characters)')
@@ -28,22 +29,20 @@ export const timestamp = z.string().check((ctx) => {
   }
 })
 
-export const safeName = z.string().check((ctx) => {
-  if (!isSafeName(ctx.value)) {
-    ctx.issues.push({ code: 'custom', message: 'is not a safe name (letters, digits, . _ + -; 1-128 characters)', input: ctx.value, params: UNSAFE })
-  }
-})
+/** A string that `problemOf` accepts (returns null for); its problem is an UNSAFE_PATH issue. */
+function unsafeUnless (problemOf: (s: string) => string | null) {
+  return z.string().check((ctx) => {
+    const problem = problemOf(ctx.value)
+    if (problem) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value, params: UNSAFE })
+  })
+}
 
-export const safeRelativePath = z.string().check((ctx) => {
-  const problem = checkSafeRelativePath(ctx.value)
-  if (problem) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value, params: UNSAFE })
-})
+export const safeName = unsafeUnless((s) => isSafeName(s) ? null : 'is not a safe name (letters, digits, . _ + -; 1-128 characters)')
+
+export const safeRelativePath = unsafeUnless(checkSafeRelativePath)
 
 /** A tenant path: safe names joined by '/', '' meaning the whole organisation. */
-export const tenantPath = z.string().check((ctx) => {
-  const problem = checkTenantPath(ctx.value)
-  if (problem) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value, params: UNSAFE })
-})
+export const tenantPath = unsafeUnless(checkTenantPath)
 
 export function checkTenantPath (p: string): string | null {
   if (p === '') return null
@@ -89,6 +88,11 @@ export function parseShape<S extends z.ZodType> (schema: S, value: unknown, what
   const params = (issue as { params?: { patchswarm?: string } }).params
   if (params?.patchswarm === 'UNSAFE_PATH') throw PatchswarmError.UNSAFE_PATH(message)
   throw PatchswarmError.BAD_DOCUMENT(message, result.error)
+}
+
+/** A document valid from `issued` to `expires` must not end before it starts. */
+export function checkIssuedBeforeExpires (d: { issued: string, expires: string }, what: string): void {
+  if (Date.parse(d.issued) > Date.parse(d.expires)) throw PatchswarmError.BAD_DOCUMENT(`${what}.issued: is after ${what}.expires`)
 }
 
 export function toTimestamp (t: Date | string): string {

@@ -2,14 +2,12 @@
 // the console, decide what runs. Every name and path is validated here, before any agent sees it.
 // The agent issue extends this union with more installer types.
 import { z } from 'zod'
-import { safeRelativePath } from './fields.js'
+import { UNSAFE, safeRelativePath } from './fields.js'
 
 export const MAX_ARGS = 256
 export const MAX_ARG_BYTES = 4096
 export const MAX_ENV_VARS = 128
 export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
-
-const UNSAFE = { patchswarm: 'UNSAFE_PATH' } as const
 
 // An argument is passed to a program, never to a shell: any text, but no NUL (it would cut the
 // string short in the OS) and bounded.

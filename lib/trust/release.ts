@@ -48,11 +48,11 @@ export function platformMatches (releasePlatform: string, endpointPlatform: stri
   return releasePlatform === 'any' || releasePlatform === endpointPlatform || endpointPlatform.startsWith(releasePlatform + '-')
 }
 
-/** One release identity for rollback protection: a newer metadata version replaces an older one. */
 /**
- * What one release's version history is kept under. The scope is part of it: otherwise a key
- * delegated for one customer could sign a high version of an organisation-wide release's name and
- * so make every agent refuse the real one as a rollback.
+ * One release identity for rollback protection: a newer metadata version replaces an older one
+ * under the same key. The scope is part of it: otherwise a key delegated for one customer could
+ * sign a high version of an organisation-wide release's name and so make every agent refuse the
+ * real one as a rollback.
  */
 export function releaseKey (r: Pick<ReleaseDocument, 'scope' | 'name' | 'packageVersion' | 'platform'>): string {
   return `${r.scope}|${r.name}/${r.packageVersion}/${r.platform}`

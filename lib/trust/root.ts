@@ -4,7 +4,7 @@ import { z } from 'zod'
 import { PatchswarmError } from '../errors.js'
 import { keyIdOf } from '../crypto/keys.js'
 import {
-  SPEC_VERSION, MAX_KEYS, keyid, metadataVersion, timestamp, safeName, tenantPath, roleKeys,
+  SPEC_VERSION, keyid, metadataVersion, timestamp, safeName, tenantPath, roleKeys,
   type RoleKeys, checkRole, parseShape, toTimestamp
 } from './fields.js'
 
@@ -12,12 +12,8 @@ export const ROLE_NAMES = ['root', 'release', 'console'] as const
 export type RoleName = typeof ROLE_NAMES[number]
 export const MAX_DELEGATIONS = 256
 
-const delegation = z.strictObject({
-  name: safeName,
-  scope: tenantPath,
-  keyids: z.array(keyid).min(1).max(MAX_KEYS),
-  threshold: z.int().min(1).max(MAX_KEYS)
-})
+// A role (keys and threshold) with a name and the tenant subtree it may release for.
+const delegation = z.strictObject({ name: safeName, scope: tenantPath, ...roleKeys.shape })
 
 export const rootSchema = z.strictObject({
   _type: z.literal('root'),

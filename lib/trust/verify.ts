@@ -3,7 +3,7 @@
 import { PatchswarmError } from '../errors.js'
 import { type Envelope, verifyEnvelope, envelopeHash } from './envelope.js'
 import { isExpired, isWithinTenant } from './fields.js'
-import { type RootDocument, parseRoot } from './root.js'
+import { type RootDocument, type Delegation, parseRoot } from './root.js'
 import { type ReleaseDocument } from './release.js'
 
 /** Which role signed a release: the root's release role, or a named delegation. */
@@ -48,16 +48,15 @@ export function verifyRootStep (trusted: RootDocument, envelope: Envelope): Root
 export function authoriseRelease (root: RootDocument, envelope: Envelope, release: ReleaseDocument): ReleaseSigner {
   const byRelease = verifyEnvelope(envelope, root.roles.release)
   if (byRelease.ok) return { role: 'release' }
-  let outside: string | null = null
+  let outside: Delegation | null = null
   for (const d of root.delegations) {
     if (!verifyEnvelope(envelope, d).ok) continue
     if (isWithinTenant(release.scope, d.scope)) return { role: 'delegation', name: d.name, scope: d.scope }
-    outside ??= d.name
+    outside ??= d
   }
   const label = `release ${release.name} ${release.packageVersion}`
   if (outside !== null) {
-    const scope = root.delegations.find((d) => d.name === outside)!.scope
-    throw PatchswarmError.OUTSIDE_DELEGATION(`${label} has scope '${release.scope}', outside delegation ${outside} for '${scope}'`)
+    throw PatchswarmError.OUTSIDE_DELEGATION(`${label} has scope '${release.scope}', outside delegation ${outside.name} for '${outside.scope}'`)
   }
   throw PatchswarmError.THRESHOLD_NOT_MET(describe(`${label} is not signed by the release role or a delegation`, byRelease))
 }
