@@ -15,8 +15,9 @@ import { type LedbatOptions, type LedbatState, LedbatController } from './ledbat
 import { type CourtesyDirectionName, type CourtesyScheduleSpec, type ScheduledLimits, type CourtesyLimits, CourtesySchedule } from './courtesy-schedule.js'
 
 /**
- * Who this node is in the swarm. The origin's upload is the scarcest resource: schedulers read
- * `role` (or `sourcePriority`) and prefer any other source before the origin.
+ * Who this node is in the swarm. The origin's upload is the scarcest resource, asked last. The
+ * swarm's scheduler does not read `role` or `sourcePriority` (it takes the origin from the peer's
+ * certificate); they describe this node to views and tools.
  */
 export type CourtesyRole = 'origin' | 'peer'
 

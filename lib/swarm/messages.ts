@@ -70,7 +70,8 @@ export const digestEncoding: Encoder<string> = {
     state.start += 32
   },
   decode (state) {
-    return Buffer.from(c.fixed32.decode(state)).toString('hex')
+    const raw = c.fixed32.decode(state) // a view into the frame: read it in place, no copy
+    return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('hex')
   }
 }
 

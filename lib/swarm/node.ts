@@ -51,7 +51,6 @@ interface Peer {
   key: string
   identity: PeerIdentity
   channel: PeerChannel
-  conn: SwarmConnection
   sameSite: boolean
   /** Packages the peer told us it wants: we tell it about new chunks of those. */
   interest: Set<string>
@@ -61,7 +60,7 @@ interface Peer {
   serving: Map<number, AbortController>
   /** What it told us it has, per package. */
   has: Map<string, Bitfield>
-  /** Round trips of pings, for the delay-based back-off; null until the first pong. */
+  /** The last ping's round trip, for roundTrips(); null until the first pong. */
   rttMs: number | null
 }
 
@@ -78,6 +77,8 @@ interface Download {
   digest: string
   manifest: Manifest
   rx: PackageReceive
+  /** What peers are served from while the package arrives (built once, not per request). */
+  source: Source
   sched: ChunkScheduler
   result: FetchResult
   done: Promise<FetchResult>
@@ -209,6 +210,7 @@ export class SwarmNode extends EventEmitter {
     const done = new Promise<FetchResult>((resolve, reject) => { settle = { resolve, reject } })
     const dl: Download = {
       digest, manifest, rx, done, settle, result,
+      source: { manifest, hasChunk: (i) => rx.hasChunk(i), readChunk: (i, into) => rx.readChunk(i, into) },
       sched: this.newScheduler(manifest, rx),
       timer: setInterval(() => this.tick(dl), TICK_MS),
       pumping: false
@@ -266,7 +268,7 @@ export class SwarmNode extends EventEmitter {
     if (this.closing || this.peers.has(identity.keyid)) return channel.destroy()
     const mine = this.requireIdentity()
     const sameSite = this.inMySite(identity, conn.rawStream.remoteHost)
-    const peer: Peer = { key: identity.keyid, identity, channel, conn, sameSite, interest: new Set(), requests: new Map(), serving: new Map(), has: new Map(), rttMs: null }
+    const peer: Peer = { key: identity.keyid, identity, channel, sameSite, interest: new Set(), requests: new Map(), serving: new Map(), has: new Map(), rttMs: null }
     this.peers.set(peer.key, peer)
     channel.on('want', (digest: string) => { this.onWant(peer, digest).catch((err) => this.misbehaved(peer, err)) })
     channel.on('have', (digest: string, bits: Bitfield) => this.onHave(peer, digest, bits))
@@ -351,7 +353,7 @@ export class SwarmNode extends EventEmitter {
 
   private async sourceOf (digest: string): Promise<Source | null> {
     const dl = this.downloads.get(digest)
-    if (dl) return { manifest: dl.manifest, hasChunk: (i) => dl.rx.hasChunk(i), readChunk: (i, into) => dl.rx.readChunk(i, into) }
+    if (dl) return dl.source
     let source = this.complete.get(digest)
     if (!source && await this.opts.store.has(digest)) {
       const reader = await this.opts.store.reader(digest)
@@ -363,6 +365,7 @@ export class SwarmNode extends EventEmitter {
 
   private async serve (peer: Peer, id: number, digest: string, index: number): Promise<void> {
     const abort = new AbortController()
+    const key = `${digest}:${index}`
     peer.serving.set(id, abort)
     let buffer: Buffer | null = null
     try {
@@ -370,7 +373,7 @@ export class SwarmNode extends EventEmitter {
       const source = await this.sourceOf(digest)
       const size = source?.manifest.chunks[index]?.size
       if (!source || size === undefined || !source.hasChunk(index) || (courtesy && !courtesy.uploadAllowed) ||
-          this.uploadQueueFull(size) || !this.originMayServe(peer, digest, index)) {
+          this.uploadQueueFull(size) || !this.originMayServe(peer, digest, index, key)) {
         if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
         return
       }
@@ -382,7 +385,7 @@ export class SwarmNode extends EventEmitter {
       await this.writable(peer, abort.signal)
       if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while we waited
       peer.channel.data(id, digest, index, bytes)
-      this.superSeeding.sent(peer.key, `${digest}:${index}`)
+      this.superSeeding.sent(peer.key, key)
       this.opts.accounting?.record({ digest, source: this.sourceKind(peer), direction: 'up', bytes: bytes.length })
       this.emit('upload', { digest, index, bytes: bytes.length, to: peer.identity })
     } catch (err) {
@@ -393,7 +396,7 @@ export class SwarmNode extends EventEmitter {
       // data() copied the bytes into the outgoing frame: the buffer is free again.
       if (buffer) this.buffers.give(buffer)
       peer.serving.delete(id)
-      this.superSeeding.released(peer.key, `${digest}:${index}`)
+      this.superSeeding.released(peer.key, key)
     }
   }
 
@@ -430,13 +433,17 @@ export class SwarmNode extends EventEmitter {
   }
 
   /** The origin leaves to the swarm what it can (see super-seeding.ts); other nodes serve freely. */
-  private originMayServe (peer: Peer, digest: string, index: number): boolean {
+  private originMayServe (peer: Peer, digest: string, index: number, key: string): boolean {
     if (this.requireIdentity().role !== 'origin') return true
     let heldElsewhere = false
     for (const other of this.peers.values()) {
-      if (other !== peer && other.identity.role !== 'origin' && other.has.get(digest)?.get(index)) { heldElsewhere = true; break }
+      if (other === peer || other.identity.role === 'origin') continue
+      // A peer's bitfield may be shorter than the package (it is only its word): past its end it
+      // holds nothing, rather than Bitfield.get throwing and the request being turned down.
+      const bits = other.has.get(digest)
+      if (bits && index < bits.length && bits.get(index)) { heldElsewhere = true; break }
     }
-    return this.superSeeding.mayServe(peer.key, `${digest}:${index}`, heldElsewhere, (key) => this.peers.has(key))
+    return this.superSeeding.mayServe(peer.key, key, heldElsewhere, (k) => this.peers.has(k))
   }
 
   // ── fetching ────────────────────────────────────────────────────────────────────────────
@@ -530,6 +537,9 @@ export class SwarmNode extends EventEmitter {
     for (const pick of dl.sched.pick()) {
       const peer = this.peers.get(pick.peer)
       if (!peer || peer.channel.closed) { dl.sched.removePeer(pick.peer); continue }
+      // Each download's scheduler pipelines on its own; together they may ask more of one peer than
+      // it accepts (request() would throw FLOOD here, outside any handler). Treat it as a "not now".
+      if (peer.channel.outstanding() >= peer.channel.requestCapacity) { dl.sched.failed(pick.peer, pick.index, 'reject'); continue }
       const id = peer.channel.request(dl.digest, pick.index)
       peer.requests.set(id, { digest: dl.digest, index: pick.index })
     }

@@ -39,7 +39,7 @@ export interface SchedulerOptions {
   now?: () => number
   /** The least time a request may take before it is given up on. */
   requestTimeoutMs?: number
-  /** How long to wait for the site member responsible for a chunk before fetching it from outside. */
+  /** How long a site member may announce nothing new before others bring its chunks in themselves. */
   siteGraceMs?: number
   /** How long to leave a peer alone about a chunk it turned down (not now: choked, metered, busy). */
   rejectBackoffMs?: number
@@ -53,6 +53,7 @@ export interface SchedulerOptions {
 interface PeerState {
   info: SchedulerPeer
   have: Set<number> | 'all'
+  /** `expectedMs`: what its measured rate predicts for this request, behind those queued before it. */
   inFlight: Map<number, { sentAt: number, expectedMs: number, deadline: number, arrived: boolean }>
   /** Requests it may have in flight (AIMD); chunks that arrived no longer count. */
   window: number
@@ -99,7 +100,6 @@ export class ChunkScheduler {
   /** index → peers it is being fetched from. */
   private readonly inFlight = new Map<number, Set<string>>()
   private readonly now: () => number
-  private readonly started: number
   private readonly opts: Required<Omit<SchedulerOptions, 'chunkSizes' | 'missing' | 'now'>>
   private readonly tieBreaks: number[] = []
   /** Chunks this node must bring into its site; recomputed when the site's members change. */
@@ -115,8 +115,7 @@ export class ChunkScheduler {
     this.sizes = opts.chunkSizes
     for (const i of opts.missing) this.missing.add(i)
     this.now = opts.now ?? Date.now
-    this.started = this.now()
-    this.lastOwnProgress = this.started
+    this.lastOwnProgress = this.now()
     this.opts = {
       selfId: opts.selfId,
       requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
@@ -149,8 +148,6 @@ export class ChunkScheduler {
     this.peers.delete(id)
     return lost
   }
-
-  hasPeer (id: string): boolean { return this.peers.has(id) }
 
   /** A peer's whole bitfield (replaces what we knew). */
   setHave (id: string, has: (index: number) => boolean): void {
@@ -242,9 +239,10 @@ export class ChunkScheduler {
     this.forgetRequest(p, index)
     this.inFlight.get(index)?.delete(peer)
     if (reason === 'timeout') { p.timeouts++; p.window = 1 }
-    if (reason === 'reject') p.window = Math.max(1, p.window / 2)
-    // A refusal says "not now"; the peer still has the chunk, so ask again later.
     if (reason === 'reject') {
+      // A refusal says "not now" (its queue is full, the link metered): a smaller window, and this
+      // chunk asked again later, the wait doubling. The peer still has the chunk.
+      p.window = Math.max(1, p.window / 2)
       const ms = Math.min(MAX_BACKOFF_MS, (p.backoff.get(index)?.ms ?? this.opts.rejectBackoffMs / 2) * 2)
       p.backoff.set(index, { until: this.now() + ms, ms })
     }
@@ -371,9 +369,9 @@ export class ChunkScheduler {
   private record (p: PeerState, i: number, now: number): ChunkRequest {
     const outstanding = p.inFlight.size - p.arrivedCount
     if (outstanding === 0) p.busySince = now
-    // The last request of a pipeline waits for those before it; give it time for all of them.
-    const expected = p.rate ? ((outstanding + 1) * this.sizes[i]! / p.rate) * 1000 * 3 : 0
-    p.inFlight.set(i, { sentAt: now, expectedMs: expected / 3, deadline: now + Math.max(this.opts.requestTimeoutMs, expected), arrived: false })
+    // The last request of a pipeline waits for those before it; its deadline allows three times that.
+    const expectedMs = p.rate ? ((outstanding + 1) * this.sizes[i]! / p.rate) * 1000 : 0
+    p.inFlight.set(i, { sentAt: now, expectedMs, deadline: now + Math.max(this.opts.requestTimeoutMs, 3 * expectedMs), arrived: false })
     let set = this.inFlight.get(i)
     if (!set) this.inFlight.set(i, set = new Set())
     set.add(p.info.id)
