@@ -42,6 +42,8 @@ async function raw (w: World, bytes: number): Promise<{ ms: number, cpuMs: numbe
   await s.next('ready', 30_000)
   const receiver = w.spawnChild([...nodeArgs(), '--import', 'tsx', script, JSON.stringify({ ...common, role: 'recv', seed: randomBytes(32).toString('hex') })])
   const r = jsonLines(receiver)
+  // From the connection on, as the receiver's own timer: start-up and joining are not the transfer.
+  await r.next('connected', 30_000)
   const cpu0 = childCpuMs(sender.pid) + childCpuMs(receiver.pid)
   const done = await r.next('done', 120_000)
   const cpuMs = childCpuMs(sender.pid) + childCpuMs(receiver.pid) - cpu0

@@ -74,7 +74,7 @@ export async function main (argv: string[], io: CliIO): Promise<number> {
     }
     const coded = err instanceof PatchswarmError ? err : null
     const code = coded?.code ?? 'INTERNAL'
-    const message = coded ? coded.message.slice(code.length + 2) : (err as Error)?.message ?? String(err)
+    const message = coded ? coded.detail : (err as Error)?.message ?? String(err)
     if (wantsJson) io.stderr(JSON.stringify({ error: { code, message } }) + '\n')
     else io.stderr(`patchswarm: ${code}: ${message}\n`)
     if (!coded || io.env.PATCHSWARM_DEBUG) io.stderr(((err as Error)?.stack ?? '') + '\n')

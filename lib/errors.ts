@@ -3,11 +3,14 @@
 
 export class PatchswarmError extends Error {
   readonly code: string
+  /** The message without the code in front. */
+  readonly detail: string
 
   constructor (code: string, message: string, options?: { cause?: unknown }) {
     super(`${code}: ${message}`, options)
     this.name = 'PatchswarmError'
     this.code = code
+    this.detail = message
   }
 
   // Input and encoding

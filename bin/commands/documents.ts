@@ -31,7 +31,7 @@ export function aboutFile<T> (file: string, fn: () => T): T {
   try {
     return fn()
   } catch (err) {
-    if (err instanceof PatchswarmError) throw new PatchswarmError(err.code, `${file}: ${err.message.slice(err.code.length + 2)}`, { cause: err })
+    if (err instanceof PatchswarmError) throw new PatchswarmError(err.code, `${file}: ${err.detail}`, { cause: err })
     throw err
   }
 }
