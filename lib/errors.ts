@@ -56,6 +56,37 @@ export class PatchswarmError extends Error {
   static UNSOLICITED (msg: string) { return new PatchswarmError('UNSOLICITED', msg) }
   static FLOOD (msg: string) { return new PatchswarmError('FLOOD', msg) }
   static HANDSHAKE_FAILED (msg: string, cause?: unknown) { return new PatchswarmError('HANDSHAKE_FAILED', msg, { cause }) }
+
+  // Fleet, enrollment and policy
+  static BAD_TOKEN (msg: string, cause?: unknown) { return new PatchswarmError('BAD_TOKEN', msg, { cause }) }
+  static TOKEN_EXPIRED (msg: string) { return new PatchswarmError('TOKEN_EXPIRED', msg) }
+  static TOKEN_REVOKED (msg: string) { return new PatchswarmError('TOKEN_REVOKED', msg) }
+  static TOKEN_USED_UP (msg: string) { return new PatchswarmError('TOKEN_USED_UP', msg) }
+  static NOT_APPROVED (msg: string) { return new PatchswarmError('NOT_APPROVED', msg) }
+  static BAD_POLICY (msg: string, cause?: unknown) { return new PatchswarmError('BAD_POLICY', msg, { cause }) }
+  static BAD_WINDOW (msg: string, cause?: unknown) { return new PatchswarmError('BAD_WINDOW', msg, { cause }) }
+
+  // Rollouts
+  static BAD_ROLLOUT (msg: string, cause?: unknown) { return new PatchswarmError('BAD_ROLLOUT', msg, { cause }) }
+  static INVALID_TRANSITION (msg: string) { return new PatchswarmError('INVALID_TRANSITION', msg) }
+
+  // Reporting
+  static BAD_EVENT (msg: string, cause?: unknown) { return new PatchswarmError('BAD_EVENT', msg, { cause }) }
+  static BAD_SIGNATURE (msg: string) { return new PatchswarmError('BAD_SIGNATURE', msg) }
+  static UNKNOWN_ENDPOINT (msg: string) { return new PatchswarmError('UNKNOWN_ENDPOINT', msg) }
+  static WRONG_TENANT (msg: string) { return new PatchswarmError('WRONG_TENANT', msg) }
+  static REPLAY (msg: string) { return new PatchswarmError('REPLAY', msg) }
+  static SEQUENCE_GAP (msg: string) { return new PatchswarmError('SEQUENCE_GAP', msg) }
+  static BAD_EVIDENCE (msg: string, cause?: unknown) { return new PatchswarmError('BAD_EVIDENCE', msg, { cause }) }
+  static BAD_WEBHOOK (msg: string, cause?: unknown) { return new PatchswarmError('BAD_WEBHOOK', msg, { cause }) }
+
+  // Agent
+  static BAD_CONFIG (msg: string, cause?: unknown) { return new PatchswarmError('BAD_CONFIG', msg, { cause }) }
+  static BAD_STATE (msg: string, cause?: unknown) { return new PatchswarmError('BAD_STATE', msg, { cause }) }
+  static INSTALL_FAILED (msg: string, cause?: unknown) { return new PatchswarmError('INSTALL_FAILED', msg, { cause }) }
+  static TIMEOUT (msg: string) { return new PatchswarmError('TIMEOUT', msg) }
+  static BREAKER_OPEN (msg: string) { return new PatchswarmError('BREAKER_OPEN', msg) }
+  static UNAVAILABLE (msg: string, cause?: unknown) { return new PatchswarmError('UNAVAILABLE', msg, { cause }) }
 }
 
 export function isPatchswarmError (err: unknown, code?: string): err is PatchswarmError {

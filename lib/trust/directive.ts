@@ -27,7 +27,9 @@ const assignment = z.strictObject({
   }),
   release: releaseRefSchema,
   action: z.enum(ACTIONS),
-  deadline: timestamp.optional()
+  deadline: timestamp.optional(),
+  /** The rollout this assignment belongs to; agents echo it in their job events. */
+  rollout: safeName.optional()
 })
 
 export const directiveSchema = z.strictObject({
