@@ -1,12 +1,10 @@
-// The Fleet facade: the pattern the console's admin API follows. Every method takes the acting
-// admin's id first and runs the same steps: load the actor (bindings re-resolved to the current
-// paths of their scope nodes, so they follow moves), validate the arguments, check can() (FORBIDDEN
-// otherwise; a target that does not exist is FORBIDDEN too unless the actor could see it), perform,
-// and write exactly one audit entry with the result. Successful writes commit their audit entry in
-// the same LevelDB batch as the change; reads and refusals append it afterwards.
-import { PatchswarmError, isPatchswarmError } from '../errors.js'
+// The Fleet facade: tenants, admins and the audit log as the admin API shows them. Every method
+// takes the acting admin's id first and passes through the AdminGate (gate.ts): permission check,
+// then exactly one audit entry. The console's other namespaces share this gate.
+import { PatchswarmError } from '../errors.js'
 import { openDatabase, type Database } from '../store/db.js'
-import { Mutex, systemClock, type FleetClock, type WriteOptions } from './common.js'
+import { systemClock, type FleetClock, type WriteOptions } from './common.js'
+import { AdminGate, codeOf } from './gate.js'
 import { TenantTree, assertTenantPath, joinTenantPath, parentTenantPath, type CreateTenantInput, type CustomerStatus, type ReadOptions, type TenantNode } from './tenants.js'
 import { AdminStore, assertBinding, type Admin, type CreateAdminInput, type StoredBinding } from './admins.js'
 import { AuditLog, type AuditEntry, type AuditInput, type AuditRange } from './audit.js'
@@ -33,25 +31,13 @@ export interface CreateAdminRequest {
   bindings?: RoleBinding[]
 }
 
-interface CallSpec<T> {
-  actor: string
-  action: string
-  target: unknown
-  write: boolean
-  /** Validates arguments and returns the tenant paths the call concerns (for the audit entry). */
-  tenants: (admin: Admin) => string[] | Promise<string[]>
-  /** Whether the actor may do it. */
-  allowed: (admin: Admin, tenants: string[]) => boolean | Promise<boolean>
-  perform: (admin: Admin, wopts: WriteOptions) => Promise<T>
-}
-
 export class Fleet {
   readonly db: Database
   readonly tenants: TenantTree
   readonly admins: AdminStore
   readonly audit: AuditLog
+  readonly gate: AdminGate
   readonly #ownsDb: boolean
-  readonly #lock = new Mutex()
   #closing: Promise<void> | undefined
 
   constructor (db: Database, opts: FleetOptions & { ownsDb?: boolean } = {}) {
@@ -61,6 +47,7 @@ export class Fleet {
     this.admins = new AdminStore(db, { clock })
     this.audit = new AuditLog(db, { clock })
     this.#ownsDb = opts.ownsDb ?? false
+    this.gate = new AdminGate({ tenants: this.tenants, admins: this.admins, audit: this.audit, ready: () => this.ready() })
   }
 
   /** Opens (and owns) the LevelDB at `location`. */
@@ -77,7 +64,7 @@ export class Fleet {
 
   /** Idempotent; closes the database only if this Fleet opened it. */
   close (): Promise<void> {
-    this.#closing ??= this.#lock.run(async () => { if (this.#ownsDb) await this.db.close() })
+    this.#closing ??= this.gate.lock.run(async () => { if (this.#ownsDb) await this.db.close() })
     return this.#closing
   }
 
@@ -86,7 +73,7 @@ export class Fleet {
     await this.ready()
     const id = String(input?.id)
     const entry = (result: string): AuditInput => ({ admin: id, action: 'admin.bootstrap', target: `admin:${id}`, tenants: [], result })
-    return this.#lock.run(async () => {
+    return this.gate.lock.run(async () => {
       try {
         if (!await this.admins.isEmpty()) throw PatchswarmError.ALREADY_EXISTS('admins exist already; bootstrap is only for the first owner')
         const admin = await this.admins.create({ ...input, bindings: [{ role: 'owner', scope: '' }] }, {
@@ -103,7 +90,7 @@ export class Fleet {
   // ---- tenants -----------------------------------------------------------------------------
 
   createTenant (actor: string, input: CreateTenantInput): Promise<TenantNode> {
-    return this.#call({
+    return this.gate.call({
       actor,
       action: 'tenant.create',
       target: input && typeof input === 'object' ? joinTenantPath(String(input.parent), String(input.name)) : input,
@@ -138,7 +125,7 @@ export class Fleet {
 
   /** Needs tenant.write on the node's current parent (to take it) and on the new parent (to put it). */
   moveTenant (actor: string, path: string, newParent: string): Promise<TenantNode> {
-    return this.#call({
+    return this.gate.call({
       actor,
       action: 'tenant.move',
       target: path,
@@ -160,7 +147,7 @@ export class Fleet {
   // organisation-wide one, only from the organisation level.
 
   createAdmin (actor: string, input: CreateAdminRequest): Promise<AdminView> {
-    return this.#call({
+    return this.gate.call({
       actor,
       action: 'admin.create',
       target: `admin:${String(input?.id)}`,
@@ -176,7 +163,7 @@ export class Fleet {
   }
 
   listAdmins (actor: string): Promise<AdminView[]> {
-    return this.#call({
+    return this.gate.call({
       actor,
       action: 'admin.list',
       target: 'admins',
@@ -184,7 +171,7 @@ export class Fleet {
       tenants: (a) => scopesFor(a, 'admin.manage'),
       allowed: (_, scopes) => scopes.length > 0,
       perform: async (a) => {
-        const all = await Promise.all((await this.admins.list()).map((x) => this.#resolve(x)))
+        const all = await Promise.all((await this.admins.list()).map((x) => this.gate.resolve(x)))
         return all.filter((x) => manages(a, x.bindings.map((b) => b.scope))).map(viewOf)
       }
     })
@@ -221,7 +208,7 @@ export class Fleet {
 
   /** Audit entries the actor may see (every tenant of the entry within its audit.read scopes). */
   listAudit (actor: string, range: AuditRange = {}): Promise<AuditEntry[]> {
-    return this.#call({
+    return this.gate.call({
       actor,
       action: 'audit.list',
       target: 'audit',
@@ -234,36 +221,9 @@ export class Fleet {
 
   // ---- internals ---------------------------------------------------------------------------
 
-  async #call<T> (spec: CallSpec<T>): Promise<T> {
-    await this.ready()
-    const run = async (): Promise<T> => {
-      let tenants: string[] = []
-      let batched = false
-      const entry = (result: string) => ({ admin: String(spec.actor), action: spec.action, target: String(spec.target), tenants, result })
-      try {
-        const admin = await this.#actor(spec.actor)
-        if (!admin) {
-          // Still record which tenants the attempt aimed at, so their admins see it.
-          tenants = await Promise.resolve(spec.tenants(nobody(spec.actor))).catch(() => [])
-          throw PatchswarmError.FORBIDDEN(`${spec.action}: unknown admin ${JSON.stringify(spec.actor)?.slice(0, 80)}`)
-        }
-        tenants = await spec.tenants(admin)
-        if (!await spec.allowed(admin, tenants)) throw PatchswarmError.FORBIDDEN(`${spec.action}: admin ${admin.id} may not do this on ${String(spec.target).slice(0, 120)}`)
-        const value = await spec.perform(admin, { extra: () => { batched = true; return [this.audit.prepare(entry('ok')).op] } })
-        if (!batched) await this.audit.append(entry('ok'))
-        return value
-      } catch (err) {
-        // A change either committed with its entry (and did not throw) or wrote nothing.
-        await this.audit.append(entry(codeOf(err)))
-        throw err
-      }
-    }
-    return spec.write ? this.#lock.run(run) : run()
-  }
-
   /** A call about the one tenant at `path`, which is validated and is the audit entry's tenant. */
   #tenantCall<T> (actor: string, action: string, path: string, write: boolean, allowed: (admin: Admin) => boolean, perform: (admin: Admin, w: WriteOptions) => Promise<T>): Promise<T> {
-    return this.#call({ actor, action, target: path, write, tenants: () => [assertTenantPath(path)], allowed, perform })
+    return this.gate.call({ actor, action, target: path, write, tenants: () => [assertTenantPath(path)], allowed, perform })
   }
 
   /** A read that may start above the actor's scopes; only the nodes the actor may read come back. */
@@ -276,7 +236,7 @@ export class Fleet {
   /** An admin-management call on admin `id`; `binding` is the one being granted or revoked, if any. */
   #adminCall<T> (actor: string, action: string, id: string, write: boolean, binding: RoleBinding | undefined, perform: (target: Admin, w: WriteOptions) => Promise<T>): Promise<T> {
     let target: Admin | undefined
-    return this.#call({
+    return this.gate.call({
       actor,
       action,
       target: `admin:${String(id)}`,
@@ -284,7 +244,7 @@ export class Fleet {
       tenants: async () => {
         const extra = binding === undefined ? [] : [assertBinding(binding).scope]
         const found = await this.admins.find(id)
-        target = found && await this.#resolve(found)
+        target = found && await this.gate.resolve(found)
         return [...new Set([...(target?.bindings.map((b) => b.scope) ?? []), ...extra])]
       },
       // Unknown target: FORBIDDEN unless the actor manages the whole organisation (then NOT_FOUND).
@@ -297,23 +257,7 @@ export class Fleet {
   }
 
   async #view (admin: Admin): Promise<AdminView> {
-    return viewOf(await this.#resolve(admin))
-  }
-
-  async #actor (id: string): Promise<Admin | undefined> {
-    const admin = await this.admins.find(id)
-    return admin && this.#resolve(admin)
-  }
-
-  /** Bindings at the current paths of their scope nodes; a binding whose node is gone is dropped. */
-  async #resolve (admin: Admin): Promise<Admin> {
-    const bindings: StoredBinding[] = []
-    for (const b of admin.bindings) {
-      if (b.scopeUid === undefined) { bindings.push(b); continue }
-      const node = await this.tenants.getByUid(b.scopeUid, { includeRemoved: true })
-      if (node) bindings.push({ ...b, scope: node.path })
-    }
-    return { ...admin, bindings }
+    return viewOf(await this.gate.resolve(admin))
   }
 
   /** Ties each binding to its scope node's uid; NOT_FOUND for a scope that is not a live node. */
@@ -327,10 +271,6 @@ export class Fleet {
     }
     return out
   }
-}
-
-function nobody (id: unknown): Admin {
-  return { id: String(id), sshKey: '', bindings: [], createdAt: '', updatedAt: '' }
 }
 
 function manages (admin: Admin, scopes: string[]): boolean {
@@ -347,8 +287,4 @@ function viewOf (admin: Admin): AdminView {
     createdAt: admin.createdAt,
     updatedAt: admin.updatedAt
   }
-}
-
-function codeOf (err: unknown): string {
-  return isPatchswarmError(err) ? err.code : 'INTERNAL'
 }
