@@ -1,6 +1,7 @@
 // The parts of hyperswarm 4 and hyperdht 6 that patchswarm uses (neither ships types).
 declare module 'hyperdht' {
   import type { EventEmitter } from 'node:events'
+  import type { Duplex } from 'node:stream'
   export interface DhtKeyPair { publicKey: Buffer, secretKey: Buffer }
   export interface DhtOptions {
     bootstrap?: Array<string | { host: string, port: number }>
@@ -9,8 +10,19 @@ declare module 'hyperdht' {
     firewalled?: boolean
     ephemeral?: boolean
   }
+  export interface DhtConnection extends Duplex {
+    readonly publicKey: Buffer
+    readonly remotePublicKey: Buffer
+  }
+  export interface DhtServer extends EventEmitter {
+    listen (keyPair: DhtKeyPair): Promise<void>
+    close (): Promise<void>
+  }
   export default class HyperDHT extends EventEmitter {
     constructor (opts?: DhtOptions)
+    createServer (onconnection: (conn: DhtConnection) => void): DhtServer
+    createServer (opts: { firewall? (remotePublicKey: Buffer): boolean }, onconnection: (conn: DhtConnection) => void): DhtServer
+    connect (publicKey: Buffer, opts?: { keyPair?: DhtKeyPair }): DhtConnection
     static keyPair (seed?: Buffer): DhtKeyPair
     fullyBootstrapped (): Promise<void>
     address (): { host: string, port: number }

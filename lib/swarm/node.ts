@@ -335,6 +335,18 @@ export class SwarmNode extends EventEmitter {
     this.emit('control', { from: peer.identity, kind, payload })
   }
 
+  /**
+   * Sends a control message (kind ≥ 16: directives, reports, acknowledgements) to a connected peer.
+   * False when that peer is not connected; the caller's outbox keeps the message for later.
+   */
+  sendControl (keyid: string, kind: number, payload: Uint8Array): boolean {
+    if (kind < 16) throw PatchswarmError.BAD_ARGUMENT('control kinds below 16 belong to the swarm itself')
+    const peer = this.peers.get(keyid)
+    if (!peer || peer.channel.closed) return false
+    peer.channel.control(kind, payload)
+    return true
+  }
+
   /** Round-trip time to each connected peer, from the last ping. */
   roundTrips (): Array<{ keyid: string, rttMs: number | null }> {
     return [...this.peers.values()].map((p) => ({ keyid: p.key, rttMs: p.rttMs }))
