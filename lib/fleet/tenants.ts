@@ -74,6 +74,20 @@ export interface ReadOptions {
   includeRemoved?: boolean
 }
 
+export interface CreateOptions extends WriteOptions {
+  /**
+   * The new node's uid, for a caller whose extra operations must refer to the node (the endpoint
+   * registry keys its records by it). A fresh random UUID; refused if any node has it already.
+   */
+  uid?: string
+}
+
+/** One entry of the path index: a node's current path and its uid. */
+export interface PathEntry {
+  path: string
+  uid: string
+}
+
 const ROOT = 'root'
 const nodeKey = (uid: string) => `n!${uid}`
 const pathKey = (path: string) => `p!${path}`
@@ -160,6 +174,22 @@ export class TenantTree {
     return node
   }
 
+  /**
+   * The path index of the subtree at `path` ('' = everything), the node itself included and
+   * removed nodes too, sorted by path. One range read: no recursion, no node loaded.
+   */
+  async pathsUnder (path: string): Promise<PathEntry[]> {
+    assertTenantPath(path)
+    const below = path === '' ? { gt: pathKey(''), lt: pathKey('\xff') } : { gt: pathKey(path + '/'), lt: pathKey(path + '/\xff') }
+    const rows = await this.store.iterator(below).all() as Array<[string, string]>
+    const out = rows.map(([k, uid]) => ({ path: k.slice(pathKey('').length), uid }))
+    if (path !== '') {
+      const uid = await this.store.get(pathKey(path)) as string | undefined
+      if (uid !== undefined) out.unshift({ path, uid })
+    }
+    return out
+  }
+
   /** Direct children of `path` ('' = top-level nodes), ordered by name. */
   async listChildren (path: string, opts: ReadOptions = {}): Promise<TenantNode[]> {
     const parentUid = path === '' ? null : (await this.get(path, opts)).uid
@@ -190,13 +220,15 @@ export class TenantTree {
 
   // ---- writes ------------------------------------------------------------------------------
 
-  async create (input: CreateTenantInput, wopts: WriteOptions = {}): Promise<TenantNode> {
+  async create (input: CreateTenantInput, wopts: CreateOptions = {}): Promise<TenantNode> {
     if (input === null || typeof input !== 'object') throw PatchswarmError.BAD_ARGUMENT('create needs { parent, name, kind }')
     const parentPath = assertTenantPath(input.parent, 'parent')
     const name = assertSafeName(input.name, 'tenant name')
     const kind = assertKind(input.kind)
     const displayName = assertDisplayName(input.displayName ?? name)
     const path = assertTenantPath(joinTenantPath(parentPath, name))
+    const uid = wopts.uid ?? randomUUID()
+    if (typeof uid !== 'string' || !/^[0-9a-f-]{36}$/.test(uid)) throw PatchswarmError.BAD_ARGUMENT('uid must be a UUID')
     return this.lock.run(async () => {
       const parent = await this.parentAt(parentPath, 'parent')
       checkParentKind(kind, parent)
@@ -205,9 +237,10 @@ export class TenantTree {
         const old = await this.getByUid(existing, { includeRemoved: true })
         throw PatchswarmError.ALREADY_EXISTS(`${path} already exists${old?.removed ? ' (removed; its name stays reserved for history)' : ''}`)
       }
+      if (await this.store.get(nodeKey(uid)) !== undefined) throw PatchswarmError.ALREADY_EXISTS(`a node with uid ${uid} exists already`)
       const at = this.clock().toISOString()
       const node: TenantNode = {
-        uid: randomUUID(),
+        uid,
         path,
         name,
         parentUid: parent?.uid ?? null,

@@ -31,7 +31,7 @@ t.test('an agent reaches the console by its key; answers and coded refusals come
 
   // A key nobody listens on: a clear error, not a hang.
   const started = Date.now()
-  const err = await enrollmentRequest({ ...link, consoleKey: keyIdOf(generateKeyPair().publicKey), timeoutMs: 3000 }).catch((e: PatchswarmError) => e)
+  const err = await enrollmentRequest({ ...link, consoleKey: keyIdOf(generateKeyPair().publicKey), request: {}, timeoutMs: 3000 }).catch((e: PatchswarmError) => e)
   t.ok(err instanceof PatchswarmError && ['UNAVAILABLE', 'TIMEOUT'].includes(err.code), `coded error (${(err as Error).message})`)
   t.ok(Date.now() - started < 20_000, 'within the timeout, roughly')
 })
