@@ -1,0 +1,252 @@
+// Runs one command for an installer: argv without a shell, a minimal environment, a time limit that
+// ends the whole process group (an install script's children too), and stdout+stderr kept as one
+// bounded tail. A command that fails is a result, never an exception.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { PatchswarmError, isPatchswarmError } from '../../lib/errors.js'
+
+export const DEFAULT_OUTPUT_BYTES = 8 * 1024
+export const DEFAULT_GRACE_MS = 5000
+// After the command exits, how long to wait for output from children that still hold its pipes
+// (a daemon it started): they are left running, we only stop listening.
+export const DEFAULT_DRAIN_MS = 2000
+
+// A fixed PATH rather than the agent's own: what an install runs must not depend on how the
+// service that started the agent was set up.
+export const SAFE_POSIX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+// Windows programs fail in odd ways without these; none of them carries a secret.
+const WINDOWS_KEEP = ['SystemRoot', 'windir', 'SystemDrive', 'ComSpec', 'PATHEXT', 'PATH', 'TEMP', 'TMP',
+  'ProgramData', 'ProgramFiles', 'ProgramFiles(x86)', 'CommonProgramFiles', 'USERPROFILE', 'NUMBER_OF_PROCESSORS', 'PROCESSOR_ARCHITECTURE']
+
+/**
+ * The environment every command starts from: nothing of the agent's own environment (which may hold
+ * tokens or proxies with passwords) except what programs need to start. POSIX: PATH (fixed), HOME,
+ * LANG=C (stable, parseable output). Windows: the system variables above.
+ */
+export function baseEnv (): Record<string, string> {
+  if (process.platform === 'win32') {
+    const env: Record<string, string> = {}
+    for (const k of WINDOWS_KEEP) if (process.env[k] !== undefined) env[k] = process.env[k]!
+    return env
+  }
+  return { PATH: SAFE_POSIX_PATH, HOME: process.env.HOME ?? '/', LANG: 'C' }
+}
+
+export interface RunOptions {
+  /** argv[0] is the program (a path, or a name looked up on the PATH of `env`). */
+  argv: string[]
+  /** Merged onto baseEnv(); these win. */
+  env?: Record<string, string>
+  cwd?: string
+  timeoutMs?: number
+  /** Exit codes that count as success; [0] when absent. */
+  exitCodes?: number[]
+  signal?: AbortSignal
+  /** Between SIGTERM and SIGKILL to the process group. */
+  graceMs?: number
+  drainMs?: number
+  maxOutputBytes?: number
+  /** 'ignore' keeps stderr out of the output (for commands whose stdout is parsed). */
+  stderr?: 'capture' | 'ignore'
+}
+
+export interface RunResult {
+  ok: boolean
+  /** INSTALL_FAILED, TIMEOUT, or the code of the abort reason. */
+  code?: string
+  exitCode?: number
+  /** The signal that ended the command, if one did. */
+  exitSignal?: string
+  reason?: string
+  output: string
+  /** Bytes of output that did not fit the bound (the head is dropped, the tail kept). */
+  droppedBytes: number
+  durationMs: number
+}
+
+/** The last `max` bytes of a stream of output, and how many came before them. */
+export class OutputTail {
+  private chunks: Buffer[] = []
+  private size = 0
+  dropped = 0
+
+  constructor (readonly max: number) {}
+
+  push (buf: Buffer) {
+    if (buf.length >= this.max) {
+      this.dropped += this.size + buf.length - this.max
+      this.chunks = [Buffer.from(buf.subarray(buf.length - this.max))] // a copy: do not pin the big buffer
+      this.size = this.max
+      return
+    }
+    this.chunks.push(buf)
+    this.size += buf.length
+    while (this.size > this.max) {
+      const first = this.chunks[0]!
+      const excess = this.size - this.max
+      if (first.length <= excess) {
+        this.chunks.shift()
+        this.size -= first.length
+        this.dropped += first.length
+      } else {
+        this.chunks[0] = first.subarray(excess)
+        this.size -= excess
+        this.dropped += excess
+      }
+    }
+  }
+
+  text (): string {
+    let buf = Buffer.concat(this.chunks, this.size)
+    if (this.dropped === 0) return buf.toString('utf8')
+    let skip = 0 // the cut may fall inside a UTF-8 character: drop its continuation bytes
+    while (skip < 3 && skip < buf.length && (buf[skip]! & 0xc0) === 0x80) skip++
+    buf = buf.subarray(skip)
+    return `… ${this.dropped + skip} bytes dropped …\n${buf.toString('utf8')}`
+  }
+}
+
+/** The result code for a step stopped through its AbortSignal. */
+export function abortCode (reason: unknown): string {
+  if (isPatchswarmError(reason)) return reason.code
+  if ((reason as Error | undefined)?.name === 'TimeoutError') return 'TIMEOUT'
+  return 'INSTALL_FAILED'
+}
+
+export function abortReason (reason: unknown): string {
+  return `aborted: ${(reason as Error | undefined)?.message ?? String(reason)}`
+}
+
+/** Does `code` match an accepted exit code? Windows codes may be written signed or unsigned. */
+export function exitCodeAccepted (code: number, accepted: readonly number[]): boolean {
+  return accepted.some((c) => c === code || (c >>> 0) === (code >>> 0))
+}
+
+export function run (opts: RunOptions): Promise<RunResult> {
+  const argv = opts?.argv
+  if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string') || argv[0] === '') {
+    throw PatchswarmError.BAD_ARGUMENT('run needs a non-empty argv of strings')
+  }
+  const timeoutMs = opts.timeoutMs ?? 0
+  const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS
+  const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS
+  const exitCodes = opts.exitCodes ?? [0]
+  const tail = new OutputTail(opts.maxOutputBytes ?? DEFAULT_OUTPUT_BYTES)
+  const started = Date.now()
+  const signal = opts.signal
+
+  const result = (r: Omit<RunResult, 'output' | 'droppedBytes' | 'durationMs'>): RunResult =>
+    ({ ...r, output: tail.text(), droppedBytes: tail.dropped, durationMs: Date.now() - started })
+
+  if (signal?.aborted) return Promise.resolve(result({ ok: false, code: abortCode(signal.reason), reason: abortReason(signal.reason) }))
+
+  return new Promise((resolve) => {
+    let child: ChildProcess
+    try {
+      child = spawn(argv[0]!, argv.slice(1), {
+        cwd: opts.cwd,
+        env: { ...baseEnv(), ...opts.env },
+        stdio: ['ignore', 'pipe', opts.stderr === 'ignore' ? 'ignore' : 'pipe'],
+        // Its own process group, so a timeout reaches everything the command started.
+        detached: process.platform !== 'win32',
+        windowsHide: true,
+        shell: false
+      })
+    } catch (err) { // bad options (e.g. a NUL in an argument) throw here rather than emit 'error'
+      resolve(result({ ok: false, code: 'INSTALL_FAILED', reason: `cannot start ${argv[0]}: ${(err as Error).message}` }))
+      return
+    }
+
+    let done = false
+    let stopped: { code: string, reason: string } | null = null
+    let exited: { code: number | null, signal: NodeJS.Signals | null } | null = null
+    let spawnError: NodeJS.ErrnoException | null = null
+    let timer: NodeJS.Timeout | undefined
+    let killTimer: NodeJS.Timeout | undefined
+    let drainTimer: NodeJS.Timeout | undefined
+
+    const onData = (buf: Buffer) => tail.push(buf)
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+
+    const stop = (code: string, reason: string) => {
+      if (stopped || exited || done) return
+      stopped = { code, reason }
+      killGroup(child, 'SIGTERM')
+      killTimer = setTimeout(() => {
+        killGroup(child, 'SIGKILL')
+        drainTimer ??= setTimeout(finish, drainMs)
+      }, graceMs)
+    }
+    const onAbort = () => stop(abortCode(signal!.reason), abortReason(signal!.reason))
+
+    const finish = () => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      clearTimeout(killTimer)
+      clearTimeout(drainTimer)
+      signal?.removeEventListener('abort', onAbort)
+      if (stopped) killGroup(child, 'SIGKILL') // members that ignored SIGTERM and closed their pipes
+      child.stdout?.destroy()
+      child.stderr?.destroy()
+      if (spawnError && child.pid === undefined) {
+        const where = opts.cwd === undefined ? '' : ` in ${opts.cwd}`
+        resolve(result({ ok: false, code: 'INSTALL_FAILED', reason: `cannot start ${argv[0]}${where}: ${spawnError.code ?? spawnError.message}` }))
+      } else if (stopped) {
+        resolve(result({ ok: false, code: stopped.code, reason: stopped.reason, ...exitFields(exited) }))
+      } else if (exited?.code != null) {
+        const ok = exitCodeAccepted(exited.code, exitCodes)
+        resolve(result(ok
+          ? { ok, exitCode: exited.code }
+          : { ok, code: 'INSTALL_FAILED', exitCode: exited.code, reason: `${argv[0]} exited with code ${exited.code} (accepted: ${exitCodes.join(', ')})` }))
+      } else {
+        resolve(result({ ok: false, code: 'INSTALL_FAILED', ...exitFields(exited), reason: `${argv[0]} was ended by ${exited?.signal ?? 'an unknown cause'}` }))
+      }
+    }
+
+    child.on('error', (err) => {
+      if (child.pid === undefined) {
+        spawnError = err
+        finish()
+      }
+    })
+    child.on('exit', (code, sig) => {
+      exited = { code, signal: sig }
+      if (!stopped) {
+        clearTimeout(timer)
+        drainTimer = setTimeout(finish, drainMs)
+      }
+    })
+    child.on('close', (code, sig) => {
+      exited ??= { code, signal: sig }
+      finish()
+    })
+
+    if (timeoutMs > 0) timer = setTimeout(() => stop('TIMEOUT', `${argv[0]} timed out after ${timeoutMs} ms`), timeoutMs)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+function exitFields (exited: { code: number | null, signal: NodeJS.Signals | null } | null) {
+  return {
+    ...(exited?.code != null ? { exitCode: exited.code } : {}),
+    ...(exited?.signal ? { exitSignal: exited.signal } : {})
+  }
+}
+
+// POSIX: the negative pid names the group, which outlives its leader while any member runs.
+// Windows has no groups: taskkill /T walks the tree of a still-running parent.
+function killGroup (child: ChildProcess, sig: NodeJS.Signals) {
+  const pid = child.pid
+  if (pid === undefined) return
+  if (process.platform === 'win32') {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    spawn('taskkill', ['/pid', String(pid), '/T', '/F'], { stdio: 'ignore', windowsHide: true }).on('error', () => child.kill())
+    return
+  }
+  try {
+    process.kill(-pid, sig)
+  } catch {
+    // ESRCH: the group is gone already
+  }
+}
