@@ -8,6 +8,7 @@ import { registerRootCommands } from './commands/root.js'
 import { registerReleaseCommands } from './commands/release.js'
 import { registerInspectCommand } from './commands/inspect.js'
 import { registerDemoCommand } from './commands/demo.js'
+import { registerEvidenceCommand } from './commands/evidence.js'
 
 export interface CliIO {
   stdout (text: string): void
@@ -50,6 +51,7 @@ export function createProgram (ctx: CliContext): Command {
   registerReleaseCommands(program, ctx)
   registerInspectCommand(program, ctx)
   registerDemoCommand(program, ctx)
+  registerEvidenceCommand(program, ctx)
   for (const cmd of program.commands) inheritSettings(cmd, ctx)
   return program
 }

@@ -1,0 +1,390 @@
+// Evidence bundles: the endpoint-signed events themselves, with what an auditor needs to check them
+// offline and without trusting the console that exported them — the organisation's root, and the
+// console-signed enrollment certificates that bind each endpoint key to its tenant.
+//
+// Format 'patchswarm-evidence/1': one JSON object, written with one envelope per line so that a
+// damaged line points at one event, and each such line is byte for byte the envelope's canonical
+// JSON (RFC 8785) as it travelled, checkable with any Ed25519 tool:
+//   {
+//   "format": "patchswarm-evidence/1",
+//   "org": the organisation,
+//   "generatedAt": console time of the export (informational: nobody signs the bundle itself),
+//   "filter": null when the bundle holds every event of its endpoints from seq 1 on; otherwise a
+//             description of the selection (a time range, some tenants, job events only …),
+//   "root": the root envelope (the trust anchor, unless the auditor pins one of their own),
+//   "certificates": [ enrollment certificate envelopes, by holder and version ],
+//   "events": [ event envelopes (lib/report/event.ts), by endpoint and seq ]
+//   }
+//
+// Verification (verifyEvidence) answers with a list of problems rather than at the first one, so
+// an auditor sees everything wrong at once:
+// - the root is signed by its own root role (or the auditor's pinned root is used instead);
+// - each certificate is signed by a threshold of the root's console role, is for this org and
+//   names an endpoint (an endpoint may have several: renewals, moves between tenants);
+// - each event is signed by the endpoint it names, is for this org, and names a tenant that one of
+//   that endpoint's valid certificates names. Validity periods are not judged: evidence outlives
+//   certificates, and event times are the agent's clock, not the console's;
+// - per endpoint, seqs strictly increase in bundle order: a repeated seq is a problem (identical
+//   copies or, worse, two different events under one number), and so is a seq going backwards;
+// - gaps: agents number events 1, 2, 3 … without gaps, so in a complete bundle (filter null) a
+//   missing seq, including any before the first, is a problem — someone left an event out. A
+//   filtered bundle has gaps by design; they are listed in `gaps` and the notes and are not
+//   problems, but since the filter field is not signed, the summary always says the bundle is filtered.
+import { PatchswarmError } from '../errors.js'
+import { isKeyId } from '../crypto/keys.js'
+import { type Envelope, checkEnvelope, envelopeHash, serializeEnvelope, verifyEnvelope } from '../trust/envelope.js'
+import { type RootDocument, parseRoot } from '../trust/root.js'
+import { parseCertificate } from '../trust/certificate.js'
+import { verifySelfSignedRoot } from '../trust/verify.js'
+import { isSafeName } from '../content/paths.js'
+import { type SignedEvent, verifyEvent } from './event.js'
+
+export const EVIDENCE_FORMAT = 'patchswarm-evidence/1'
+export const MAX_EVIDENCE_BYTES = 256 * 1024 * 1024
+export const MAX_FILTER_CHARS = 1000
+/** Problems listed in full; beyond this the list ends with a count. */
+export const MAX_PROBLEMS = 1000
+
+export interface BuildEvidenceInput {
+  org: string
+  /** The organisation's root envelope. */
+  root: Envelope
+  /** The endpoints' enrollment certificate envelopes. */
+  certificates: readonly Envelope[]
+  events: readonly SignedEvent[]
+  /** null (default) when `events` is every event of these endpoints from seq 1; else what was selected. */
+  filter?: string | null
+  generatedAt?: Date
+}
+
+/** The bundle's text. Identical envelopes given twice are written once. */
+export function buildEvidence (input: BuildEvidenceInput): string {
+  if (!isSafeName(input.org)) throw PatchswarmError.BAD_ARGUMENT('evidence needs the organisation\'s name')
+  const filter = input.filter ?? null
+  if (filter !== null && (typeof filter !== 'string' || filter.length > MAX_FILTER_CHARS)) {
+    throw PatchswarmError.BAD_ARGUMENT(`filter must be a description of at most ${MAX_FILTER_CHARS} characters`)
+  }
+  const line = (env: Envelope) => serializeEnvelope(checkEnvelope(env)).toString('utf8')
+  const certificates = unique(input.certificates, line, (a, b) =>
+    cmp(String(a.signed.holder), String(b.signed.holder)) || Number(a.signed.version) - Number(b.signed.version))
+  const events = unique(input.events, line, (a, b) =>
+    cmp(String(a.signed.endpoint), String(b.signed.endpoint)) || Number(a.signed.seq) - Number(b.signed.seq))
+  const list = (items: string[]) => items.length === 0 ? '[]' : '[\n' + items.join(',\n') + '\n]'
+  return '{\n' + [
+    `"format": ${JSON.stringify(EVIDENCE_FORMAT)}`,
+    `"org": ${JSON.stringify(input.org)}`,
+    `"generatedAt": ${JSON.stringify((input.generatedAt ?? new Date()).toISOString())}`,
+    `"filter": ${JSON.stringify(filter)}`,
+    `"root": ${line(input.root)}`,
+    `"certificates": ${list(certificates)}`,
+    `"events": ${list(events)}`
+  ].join(',\n') + '\n}\n'
+}
+
+export interface EvidenceGap {
+  endpoint: string
+  /** The first and last missing seq. */
+  from: number
+  to: number
+}
+
+export interface EvidenceResult {
+  ok: boolean
+  org: string
+  /**
+   * The root the certificates were checked against. pinned false: the bundle's own root was used,
+   * which shows the bundle is consistent, not that it is the organisation's (pin one to show that).
+   */
+  root: { version: number, hash: string, pinned: boolean }
+  /** False for a filtered bundle; see `filter`. */
+  complete: boolean
+  filter: string | null
+  generatedAt: string | null
+  /** Distinct endpoints with a valid certificate or a verified event. */
+  endpoints: number
+  certificates: number
+  /** Events in the bundle (verified or not). */
+  events: number
+  /** Earliest and latest agent time of the verified events. */
+  from: string | null
+  to: string | null
+  /** Per tenant: endpoints and verified events. */
+  tenants: Record<string, { endpoints: number, events: number }>
+  gaps: EvidenceGap[]
+  /** Why the bundle does not verify; empty when ok. Each names what and where. */
+  problems: string[]
+  /** Facts worth knowing that are not problems (a filtered bundle and its gaps, an unused bundle root). */
+  notes: string[]
+}
+
+export interface VerifyEvidenceOptions {
+  /** A root the auditor trusts (e.g. from their own file); without it the bundle's own root is used. */
+  root?: Envelope
+}
+
+/**
+ * Checks a bundle offline (see the top of this file). Throws BAD_EVIDENCE when the input is not a
+ * bundle at all (not JSON, wrong format, no readable root); everything else is a problem in the
+ * result. A pinned root that is not signed by its own root role throws as verifySelfSignedRoot does.
+ */
+export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidenceOptions = {}): EvidenceResult {
+  const size = typeof input === 'string' ? Buffer.byteLength(input) : input.byteLength
+  if (size > MAX_EVIDENCE_BYTES) throw PatchswarmError.BAD_EVIDENCE(`bundle is ${size} bytes, more than ${MAX_EVIDENCE_BYTES}`)
+  // Not fatal on bad UTF-8: a damaged byte then changes a signed value and is caught, with its place.
+  const text = typeof input === 'string' ? input : new TextDecoder('utf-8').decode(input)
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw PatchswarmError.BAD_EVIDENCE(diagnoseJson(text, (err as Error).message), err)
+  }
+  const bundle = readHeader(value)
+  const problems = new Problems()
+  const notes: string[] = []
+
+  let bundleRoot: RootDocument
+  let bundleRootEnvelope: Envelope
+  try {
+    bundleRootEnvelope = checkEnvelope(bundle.root)
+    bundleRoot = parseRoot(bundleRootEnvelope.signed)
+  } catch (err) {
+    throw PatchswarmError.BAD_EVIDENCE(`root: ${detail(err)}`, err)
+  }
+  let anchor = bundleRoot
+  let anchorEnvelope = bundleRootEnvelope
+  if (opts.root) {
+    anchor = verifySelfSignedRoot(opts.root)
+    anchorEnvelope = opts.root
+    if (envelopeHash(opts.root) !== envelopeHash(bundleRootEnvelope)) {
+      notes.push(`the bundle carries root v${bundleRoot.version} ${envelopeHash(bundleRootEnvelope).slice(0, 12)}…, not the pinned root; it was not used`)
+    }
+  } else if (!verifyEnvelope(bundleRootEnvelope, bundleRoot.roles.root).ok) {
+    problems.add(`root v${bundleRoot.version}: not signed by its own root role`)
+  }
+  if (anchor.org !== bundle.org) problems.add(`the bundle is for organisation ${bundle.org}, the root for ${anchor.org}`)
+
+  // Certificates: holder → tenants its valid certificates name.
+  const certified = new Map<string, Set<string>>()
+  bundle.certificates.forEach((raw, i) => {
+    const label = `certificates[${i}] (endpoint ${who(raw, 'holder')})`
+    try {
+      const env = checkEnvelope(raw)
+      const cert = parseCertificate(env.signed)
+      const sig = verifyEnvelope(env, anchor.roles.console)
+      if (!sig.ok) return problems.add(`${label}: not signed by the console role of ${anchor.org} (${sig.valid.length} of ${sig.threshold} signatures)`)
+      if (cert.org !== anchor.org) return problems.add(`${label}: issued for organisation ${cert.org}, not ${anchor.org}`)
+      if (cert.role !== 'endpoint') return problems.add(`${label}: a certificate for an ${cert.role}, not an endpoint`)
+      let tenants = certified.get(cert.holder)
+      if (!tenants) certified.set(cert.holder, tenants = new Set())
+      tenants.add(cert.tenant)
+    } catch (err) {
+      problems.add(`${label}: ${detail(err)}`)
+    }
+  })
+
+  const last = new Map<string, number>() // endpoint → seq of its latest event in order
+  const seen = new Map<string, Map<number, string>>()
+  const gaps: EvidenceGap[] = []
+  const tenants = new Map<string, { endpoints: Set<string>, events: number }>()
+  const endpoints = new Set<string>(certified.keys())
+  let from: string | null = null
+  let to: string | null = null
+  bundle.events.forEach((raw, i) => {
+    const claimed = readClaims(raw)
+    const prev = claimed.endpoint ? last.get(claimed.endpoint) : undefined
+    const seqText = claimed.seq !== null ? `seq ${claimed.seq}` : `seq unreadable${prev !== undefined ? ` (after seq ${prev})` : ''}`
+    const label = `endpoint ${who(raw, 'endpoint')} ${seqText} (events[${i}])`
+    let event, hash
+    try {
+      ({ event, hash } = verifyEvent(raw as SignedEvent))
+    } catch (err) {
+      return problems.add(`${label}: ${(err as PatchswarmError).code === 'BAD_SIGNATURE' ? 'the signature does not match: the event was altered or not signed by that endpoint' : detail(err)}`)
+    }
+    endpoints.add(event.endpoint)
+    if (event.org !== anchor.org) problems.add(`${label}: for organisation ${event.org}, not ${anchor.org}`)
+    const certTenants = certified.get(event.endpoint)
+    if (!certTenants) problems.add(`${label}: the bundle has no valid enrollment certificate for this endpoint`)
+    else if (!certTenants.has(event.tenant)) problems.add(`${label}: names tenant '${event.tenant}' but its certificate says ${[...certTenants].map((x) => `'${x}'`).join(' or ')}`)
+
+    const before = last.get(event.endpoint)
+    let byseq = seen.get(event.endpoint)
+    if (!byseq) seen.set(event.endpoint, byseq = new Map())
+    const copy = byseq.get(event.seq)
+    if (copy !== undefined) {
+      problems.add(`${label}: seq ${event.seq} appears twice${copy === hash ? ' (identical copies)' : ' with different contents: a replay or a forgery'}`)
+      return
+    }
+    byseq.set(event.seq, hash)
+    if (before !== undefined && event.seq < before) {
+      problems.add(`${label}: out of order, after seq ${before}`)
+      return
+    }
+    const expected = (before ?? 0) + 1
+    if (event.seq > expected) gaps.push({ endpoint: event.endpoint, from: expected, to: event.seq - 1 })
+    last.set(event.endpoint, event.seq)
+
+    let t = tenants.get(event.tenant)
+    if (!t) tenants.set(event.tenant, t = { endpoints: new Set(), events: 0 })
+    t.endpoints.add(event.endpoint)
+    t.events++
+    // Compared as instants: '…00Z' and '…00.500Z' do not sort as text.
+    if (from === null || Date.parse(event.at) < Date.parse(from)) from = event.at
+    if (to === null || Date.parse(event.at) > Date.parse(to)) to = event.at
+  })
+
+  const complete = bundle.filter === null
+  for (const g of gaps) {
+    const range = g.from === g.to ? `seq ${g.from} is` : `seqs ${g.from}–${g.to} are`
+    if (complete) problems.add(`endpoint ${short(g.endpoint)}: ${range} missing, yet the bundle says it holds every event`)
+  }
+  if (!complete) {
+    const missing = gaps.reduce((n, g) => n + g.to - g.from + 1, 0)
+    notes.push(`filtered bundle (${bundle.filter}): ${gaps.length} gap(s), ${missing} event(s) not included`)
+  }
+
+  return {
+    ok: problems.count === 0,
+    org: bundle.org,
+    root: { version: anchor.version, hash: envelopeHash(anchorEnvelope), pinned: opts.root !== undefined },
+    complete,
+    filter: bundle.filter,
+    generatedAt: bundle.generatedAt,
+    endpoints: endpoints.size,
+    certificates: bundle.certificates.length,
+    events: bundle.events.length,
+    from,
+    to,
+    tenants: Object.fromEntries([...tenants].sort(([a], [b]) => cmp(a, b)).map(([k, v]) => [k, { endpoints: v.endpoints.size, events: v.events }])),
+    gaps,
+    problems: problems.list(),
+    notes
+  }
+}
+
+interface BundleHeader {
+  org: string
+  filter: string | null
+  generatedAt: string | null
+  root: unknown
+  certificates: unknown[]
+  events: unknown[]
+}
+
+function readHeader (value: unknown): BundleHeader {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw PatchswarmError.BAD_EVIDENCE('bundle is not a JSON object')
+  const v = value as Record<string, unknown>
+  if (v.format !== EVIDENCE_FORMAT) throw PatchswarmError.BAD_EVIDENCE(`not a patchswarm evidence bundle: format is ${JSON.stringify(v.format)?.slice(0, 60)}, not ${EVIDENCE_FORMAT}`)
+  if (!isSafeName(v.org)) throw PatchswarmError.BAD_EVIDENCE('bundle.org is not an organisation name')
+  if (v.filter !== null && (typeof v.filter !== 'string' || v.filter.length > MAX_FILTER_CHARS)) throw PatchswarmError.BAD_EVIDENCE('bundle.filter must be null or a short description')
+  if (v.generatedAt !== undefined && typeof v.generatedAt !== 'string') throw PatchswarmError.BAD_EVIDENCE('bundle.generatedAt is not a time')
+  if (!Array.isArray(v.certificates)) throw PatchswarmError.BAD_EVIDENCE('bundle.certificates is not a list')
+  if (!Array.isArray(v.events)) throw PatchswarmError.BAD_EVIDENCE('bundle.events is not a list')
+  return { org: v.org, filter: v.filter, generatedAt: (v.generatedAt as string | undefined) ?? null, root: v.root, certificates: v.certificates, events: v.events }
+}
+
+/** What a possibly damaged event claims, read defensively. */
+function readClaims (raw: unknown): { endpoint: string | null, seq: number | null } {
+  const signed = (raw as { signed?: Record<string, unknown> } | null)?.signed
+  const endpoint = isKeyId(signed?.endpoint) ? signed.endpoint : null
+  const seq = Number.isSafeInteger(signed?.seq) ? signed!.seq as number : null
+  return { endpoint, seq }
+}
+
+/**
+ * The short key of whoever an item is about: the key it names in `field`, and the key that signed
+ * it when that differs. One damaged byte cannot spoil both, so the item can always be placed.
+ */
+function who (raw: unknown, field: 'endpoint' | 'holder'): string {
+  const r = raw as { signed?: Record<string, unknown>, signatures?: Array<{ keyid?: unknown }> } | null
+  const named = r?.signed?.[field]
+  const signer = Array.isArray(r?.signatures) ? r.signatures[0]?.keyid : undefined
+  if (isKeyId(named)) {
+    // Certificates are signed by the console, not the holder: only events have a telling signer.
+    return field === 'endpoint' && isKeyId(signer) && signer !== named ? `${short(named)} (signed by ${short(signer)})` : short(named)
+  }
+  if (field === 'endpoint' && isKeyId(signer)) return `${short(signer)} (by its signature)`
+  return 'unreadable'
+}
+
+/**
+ * Where the JSON is broken. Bundles are written one envelope per line, so the first line of the
+ * certificates or events that does not parse on its own is the damaged item; its keys and seq are
+ * read from the text around the damage.
+ */
+function diagnoseJson (text: string, error: string): string {
+  const lines = text.split('\n')
+  let section: 'certificates' | 'events' | null = null
+  let index = 0
+  let previous: { endpoint?: unknown, seq?: unknown } | undefined
+  for (let n = 0; n < lines.length; n++) {
+    const line = lines[n]!.trim()
+    if (section === null && line.startsWith('"root":') && parsed(line.slice(7).replace(/,$/, '')) === undefined) {
+      return `bundle is not valid JSON: its root (line ${n + 1}) is damaged`
+    }
+    const header = /^"(certificates|events)"\s*:\s*\[$/.exec(line)
+    if (header) { section = header[1] as 'certificates' | 'events'; index = 0; continue }
+    if (section === null) continue
+    if (/^\](,|\s*\})?$/.test(line)) { section = null; continue }
+    const item = parsed(line.replace(/,$/, ''))
+    if (item !== undefined) {
+      previous = (item as { signed?: { endpoint?: unknown, seq?: unknown } } | null)?.signed
+      index++
+    } else {
+      const key = (name: string) => new RegExp(`"${name}":"([0-9a-f]{64})"`).exec(line)?.[1]
+      let place: string
+      if (section === 'events') {
+        const endpoint = key('endpoint') ?? key('keyid')
+        const seq = /"seq":(\d+)/.exec(line)?.[1]
+        // Events are in seq order per endpoint: the line before places one whose seq is unreadable.
+        const after = endpoint !== undefined && previous?.endpoint === endpoint ? ` (after seq ${String(previous.seq)})` : ''
+        place = `endpoint ${endpoint ? short(endpoint) : 'unreadable'} ${seq ? `seq ${seq}` : `seq unreadable${after}`}`
+      } else {
+        const holder = key('holder')
+        place = `endpoint ${holder ? short(holder) : 'unreadable'}`
+      }
+      return `bundle is not valid JSON: ${section}[${index}] (${place}, line ${n + 1}) is damaged`
+    }
+  }
+  // Damage outside the envelopes, or a bundle not laid out one envelope per line.
+  return `bundle is not valid JSON: ${error.slice(0, 200)}`
+}
+
+/** The JSON value of `text`, or undefined when it is not JSON. */
+function parsed (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+class Problems {
+  private readonly items: string[] = []
+  count = 0
+  add (p: string): void {
+    this.count++
+    if (this.items.length < MAX_PROBLEMS) this.items.push(p)
+  }
+
+  list (): string[] {
+    return this.count > this.items.length ? [...this.items, `… and ${this.count - this.items.length} more problem(s)`] : this.items
+  }
+}
+
+function unique (items: readonly Envelope[], line: (e: Envelope) => string, order: (a: Envelope<Record<string, unknown>>, b: Envelope<Record<string, unknown>>) => number): string[] {
+  const byLine = new Map<string, Envelope<Record<string, unknown>>>()
+  for (const e of items) byLine.set(line(e), e as Envelope<Record<string, unknown>>)
+  return [...byLine].sort(([, a], [, b]) => order(a, b)).map(([l]) => l)
+}
+
+function short (keyid: string): string {
+  return keyid.slice(0, 12) + '…'
+}
+
+function detail (err: unknown): string {
+  return err instanceof PatchswarmError ? err.detail : String((err as Error)?.message ?? err)
+}
+
+function cmp (a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
