@@ -9,6 +9,8 @@ import { registerReleaseCommands } from './commands/release.js'
 import { registerInspectCommand } from './commands/inspect.js'
 import { registerDemoCommand } from './commands/demo.js'
 import { registerEvidenceCommand } from './commands/evidence.js'
+import { registerConsoleCommand } from './commands/console.js'
+import { registerAdminCommands } from './commands/admin.js'
 
 export interface CliIO {
   stdout (text: string): void
@@ -52,6 +54,8 @@ export function createProgram (ctx: CliContext): Command {
   registerInspectCommand(program, ctx)
   registerDemoCommand(program, ctx)
   registerEvidenceCommand(program, ctx)
+  registerConsoleCommand(program, ctx)
+  registerAdminCommands(program, ctx)
   for (const cmd of program.commands) inheritSettings(cmd, ctx)
   return program
 }

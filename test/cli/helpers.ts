@@ -18,9 +18,14 @@ export async function cli (cwd: string, args: string[], now: () => Date = () => 
   return result
 }
 
+/** Node arguments that run the CLI from source in any working directory. */
+export function cliArgs (...args: string[]): string[] {
+  return ['--import', import.meta.resolve('tsx'), path.join(root, 'bin/patchswarm.ts'), ...args]
+}
+
 /** The real `patchswarm` process, from source. */
 export async function spawnCli (cwd: string, args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bin/patchswarm.ts'), ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, cliArgs(...args), { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d) => { stdout += d })

@@ -1,0 +1,95 @@
+// `patchswarm console`: runs the console node. It owns its LevelDB (in --data), serves the admin
+// API on a Unix socket (0600) and, with --bootstrap, answers enrollments over the DHT. The first
+// start pins the root and, with --owner, creates the first owner. Runs until SIGINT or SIGTERM.
+import type { Command } from 'commander'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { PatchswarmError } from '../../lib/errors.js'
+import { readSecretKeyFile } from '../../lib/crypto/keyfile.js'
+import { Console } from '../../lib/console/console.js'
+import { AdminApi, dispatcher } from '../../lib/console/api.js'
+import { RpcServer } from '../../lib/console/rpc.js'
+import { EnrollmentListener } from '../../lib/swarm/enroll-link.js'
+import { keyIdOf } from '../../lib/crypto/keys.js'
+import type { CliContext } from '../cli.js'
+import { readFileBytes } from './documents.js'
+
+export const DEFAULT_DATA = 'patchswarm-data'
+
+export function socketPathFor (ctx: CliContext, data: string | undefined, socket: string | undefined): string {
+  if (socket) return ctx.resolve(socket)
+  if (ctx.io.env.PATCHSWARM_SOCKET) return ctx.resolve(ctx.io.env.PATCHSWARM_SOCKET)
+  return path.join(ctx.resolve(data ?? DEFAULT_DATA), 'console.sock')
+}
+
+/** `host:port,host:port` → a bootstrap list. */
+export function parseBootstrap (value: string): Array<{ host: string, port: number }> {
+  return value.split(',').map((s) => {
+    const m = /^([^:]+):(\d{1,5})$/.exec(s.trim())
+    if (!m) throw PatchswarmError.BAD_ARGUMENT(`bootstrap ${JSON.stringify(s)} is not host:port`)
+    return { host: m[1]!, port: Number(m[2]) }
+  })
+}
+
+interface ConsoleCommandOptions {
+  data: string, root: string, consoleKey: string, socket?: string, owner?: string, ownerSshKey?: string
+  bootstrap?: string, host?: string, tick: string, json?: boolean
+}
+
+export function registerConsoleCommand (program: Command, ctx: CliContext, signal?: AbortSignal): void {
+  program.command('console')
+    .description('run the console node: tenants, enrollment, rollouts, reports; admin API on a Unix socket')
+    .option('--data <dir>', 'its data folder (LevelDB, socket)', DEFAULT_DATA)
+    .requiredOption('--root <file>', "the organisation's signed root (pinned at the first start)")
+    .requiredOption('--console-key <file>', "a secret key of the root's console role")
+    .option('--socket <path>', 'the admin socket (default: <data>/console.sock)')
+    .option('--owner <id>', 'on first start: create this admin as the owner of everything')
+    .option('--owner-ssh-key <key-or-file>', "the owner's SSH public key (a line or a file)")
+    .option('--bootstrap <host:port,…>', 'DHT bootstrap nodes: answer enrollments over the swarm')
+    .option('--host <address>', 'address to bind the DHT node to (e.g. 127.0.0.1)')
+    .option('--tick <ms>', 'how often running rollouts are evaluated', '5000')
+    .option('--json', 'print the start-up line as JSON')
+    .action(async (opts: ConsoleCommandOptions) => {
+      const dataDir = ctx.resolve(opts.data)
+      const consoleKey = await readSecretKeyFile(ctx.resolve(opts.consoleKey))
+      const root = await readFileBytes(ctx.resolve(opts.root))
+      const node = await Console.open({ dataDir, root, consoleKey, tickMs: Number(opts.tick) })
+      const closers: Array<() => Promise<void>> = [() => node.close()]
+      try {
+        if (opts.owner && await node.fleet.admins.isEmpty()) {
+          if (!opts.ownerSshKey) throw PatchswarmError.BAD_ARGUMENT('--owner needs --owner-ssh-key')
+          const key = opts.ownerSshKey.startsWith('ssh-') ? opts.ownerSshKey : (await fs.readFile(ctx.resolve(opts.ownerSshKey), 'utf8')).trim()
+          await node.fleet.bootstrapOwner({ id: opts.owner, sshKey: key })
+        }
+        const socketPath = socketPathFor(ctx, opts.data, opts.socket)
+        const server = new RpcServer(socketPath, dispatcher(new AdminApi(node)))
+        await server.listen()
+        closers.unshift(() => server.close())
+        let enrollKey: string | null = null
+        if (opts.bootstrap) {
+          const listener = new EnrollmentListener({
+            bootstrap: parseBootstrap(opts.bootstrap),
+            ...(opts.host ? { host: opts.host } : {}),
+            keyPair: node.enrollKeyPair,
+            handle: async (request) => {
+              const result = await node.enrollment.enroll(request as never)
+              return { ...result, root: node.rootEnvelope }
+            }
+          })
+          await listener.ready()
+          closers.unshift(() => listener.close())
+          enrollKey = keyIdOf(node.enrollKeyPair.publicKey)
+        }
+        ctx.print(opts, `console of ${node.org} running: admin socket ${socketPath}${enrollKey ? `, enrollment key ${enrollKey.slice(0, 16)}…` : ''}`,
+          { org: node.org, socket: socketPath, enrollKey, pid: process.pid })
+        await new Promise<void>((resolve) => {
+          if (signal?.aborted) return resolve()
+          signal?.addEventListener('abort', () => resolve(), { once: true })
+          process.once('SIGINT', () => resolve())
+          process.once('SIGTERM', () => resolve())
+        })
+      } finally {
+        for (const close of closers) await close().catch(() => {})
+      }
+    })
+}
