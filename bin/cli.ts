@@ -11,6 +11,7 @@ import { registerDemoCommand } from './commands/demo.js'
 import { registerEvidenceCommand } from './commands/evidence.js'
 import { registerConsoleCommand } from './commands/console.js'
 import { registerAdminCommands } from './commands/admin.js'
+import { registerAgentCommands } from './commands/agent.js'
 
 export interface CliIO {
   stdout (text: string): void
@@ -56,6 +57,7 @@ export function createProgram (ctx: CliContext): Command {
   registerEvidenceCommand(program, ctx)
   registerConsoleCommand(program, ctx)
   registerAdminCommands(program, ctx)
+  registerAgentCommands(program, ctx)
   for (const cmd of program.commands) inheritSettings(cmd, ctx)
   return program
 }

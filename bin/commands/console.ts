@@ -1,5 +1,6 @@
 // `patchswarm console`: runs the console node. It owns its LevelDB (in --data), serves the admin
-// API on a Unix socket (0600) and, with --bootstrap, answers enrollments over the DHT. The first
+// API on a Unix socket (0600) and, with --bootstrap, joins the organisation swarm: it seeds released
+// packages, takes agents' reports, hands out directives and answers enrollments. The first
 // start pins the root and, with --owner, creates the first owner. Runs until SIGINT or SIGTERM.
 import type { Command } from 'commander'
 import fs from 'node:fs/promises'
@@ -9,7 +10,7 @@ import { readSecretKeyFile } from '../../lib/crypto/keyfile.js'
 import { Console } from '../../lib/console/console.js'
 import { AdminApi, dispatcher } from '../../lib/console/api.js'
 import { RpcServer } from '../../lib/console/rpc.js'
-import { EnrollmentListener } from '../../lib/swarm/enroll-link.js'
+import { ConsoleSwarm } from '../../lib/console/console-swarm.js'
 import { keyIdOf } from '../../lib/crypto/keys.js'
 import type { CliContext } from '../cli.js'
 import { readFileBytes } from './documents.js'
@@ -45,7 +46,7 @@ export function registerConsoleCommand (program: Command, ctx: CliContext, signa
     .option('--socket <path>', 'the admin socket (default: <data>/console.sock)')
     .option('--owner <id>', 'on first start: create this admin as the owner of everything')
     .option('--owner-ssh-key <key-or-file>', "the owner's SSH public key (a line or a file)")
-    .option('--bootstrap <host:port,…>', 'DHT bootstrap nodes: answer enrollments over the swarm')
+    .option('--bootstrap <host:port,…|public>', 'DHT bootstrap nodes: join the swarm (agents, enrollment, packages)')
     .option('--host <address>', 'address to bind the DHT node to (e.g. 127.0.0.1)')
     .option('--tick <ms>', 'how often running rollouts are evaluated', '5000')
     .option('--json', 'print the start-up line as JSON')
@@ -65,23 +66,15 @@ export function registerConsoleCommand (program: Command, ctx: CliContext, signa
         const server = new RpcServer(socketPath, dispatcher(new AdminApi(node)))
         await server.listen()
         closers.unshift(() => server.close())
-        let enrollKey: string | null = null
+        let swarm: ConsoleSwarm | null = null
         if (opts.bootstrap) {
-          const listener = new EnrollmentListener({
-            bootstrap: parseBootstrap(opts.bootstrap),
-            ...(opts.host ? { host: opts.host } : {}),
-            keyPair: node.enrollKeyPair,
-            handle: async (request) => {
-              const result = await node.enrollment.enroll(request as never)
-              return { ...result, root: node.rootEnvelope }
-            }
-          })
-          await listener.ready()
-          closers.unshift(() => listener.close())
-          enrollKey = keyIdOf(node.enrollKeyPair.publicKey)
+          swarm = new ConsoleSwarm(node, consoleKey.secretKey, { dataDir, bootstrap: opts.bootstrap === 'public' ? 'public' : parseBootstrap(opts.bootstrap), ...(opts.host ? { host: opts.host } : {}) })
+          closers.unshift(() => swarm!.close())
+          await swarm.ready()
         }
-        ctx.print(opts, `console of ${node.org} running: admin socket ${socketPath}${enrollKey ? `, enrollment key ${enrollKey.slice(0, 16)}…` : ''}`,
-          { org: node.org, socket: socketPath, enrollKey, pid: process.pid })
+        const enrollKey = swarm ? keyIdOf(node.enrollKeyPair.publicKey) : null
+        ctx.print(opts, `console of ${node.org} running: admin socket ${socketPath}${swarm ? `, on the swarm as ${swarm.keyid.slice(0, 16)}…` : ''}`,
+          { org: node.org, socket: socketPath, enrollKey, swarmKey: swarm?.keyid ?? null, pid: process.pid })
         await new Promise<void>((resolve) => {
           if (signal?.aborted) return resolve()
           signal?.addEventListener('abort', () => resolve(), { once: true })

@@ -1,0 +1,50 @@
+// The console end to end in one process: enrollment, a release, a two-phase rollout fed by signed
+// agent events through the real ingestion path, the directive it issues, and its KPIs.
+import t from 'tap'
+import { OWNER } from '../../fixtures/console-org.js'
+import { parseDirective } from '../../lib/trust/directive.js'
+import { verifyEnvelope } from '../../lib/trust/envelope.js'
+import { A, world } from './helpers.js'
+
+t.test('a rollout moves from pilot to broad as the pilot installs, and the directive follows', async (t) => {
+  const w = await world(t, { perGroup: 3 })
+  const release = await w.org.release('agent-fix', '1.2.0', { risk: 'critical' })
+  const view = await w.api.releases.add(OWNER, release)
+  const plan = {
+    id: 'fix-1',
+    release: view.hash,
+    target: { tenant: A },
+    phases: [
+      { name: 'pilot', select: { tenants: [`${A}/pilot`] }, successThreshold: 1, errorThreshold: 0.5, minSoakMinutes: 30 },
+      { name: 'broad', successThreshold: 0.9, errorThreshold: 0.2, minSoakMinutes: 0 }
+    ]
+  }
+  await t.rejects(w.api.rollouts.create(OWNER, plan), { code: 'NOT_APPROVED' }, 'the default policy approves by hand')
+  await w.api.releases.approve('alice', view.hash, A)
+  const rollout = await w.api.rollouts.create('alice', plan)
+  t.equal(rollout.state, 'running')
+  t.same(rollout.phases.map((p) => p.endpoints.length), [3, 3])
+
+  const first = (await w.console.latestDirective())!
+  t.ok(verifyEnvelope(first, w.console.root.roles.console).ok, 'directive signed by the console key')
+  const assigned = parseDirective(first.signed).assignments.flatMap((a) => a.target.endpoints ?? [])
+  t.same(assigned.sort(), w.endpoints.get(`${A}/pilot`)!.map((e) => e.keyid).sort(), 'only the pilot is assigned')
+
+  for (const ep of w.endpoints.get(`${A}/pilot`)!) {
+    const events = [await ep.job(release, 'downloading', w.clock.now(), { rollout: 'fix-1' }), await ep.job(release, 'installed', w.clock.now(), { rollout: 'fix-1' })]
+    const r = await w.console.ingest(events)
+    t.same(r.results.map((x) => x.status), ['accepted', 'accepted'])
+  }
+  t.equal((await w.api.rollouts.get(OWNER, 'fix-1')).phases[1]!.state, 'pending', 'soak time not yet over')
+  w.clock.advance(31 * 60_000)
+  await w.console.tick()
+  const after = await w.api.rollouts.get(OWNER, 'fix-1')
+  t.same(after.phases.map((p) => p.state), ['succeeded', 'active'])
+  const second = (await w.console.latestDirective())!
+  t.ok(second.signed.version > first.signed.version, 'a new directive version')
+  t.equal(parseDirective(second.signed).assignments.flatMap((a) => a.target.endpoints ?? []).length, 6, 'pilot and broad assigned')
+
+  const kpis = await w.api.reports.kpis(OWNER, A)
+  t.equal(kpis.endpoints, 6)
+  t.equal(kpis.compliant, 3, 'the pilot is compliant; broad has its patch due and not installed')
+})
