@@ -110,7 +110,10 @@ export function registerAdminCommands (program: Command, ctx: CliContext): void 
   remote(policy, ctx, { name: 'clear', description: "remove a node's own policy", args: ['<path>'], method: 'policies.clear', params: ([p]) => [p], human: (b) => b ? 'cleared' : 'no policy was set' })
 
   const releases = program.command('releases').description("the console's release catalogue")
-  remote(releases, ctx, { name: 'add', description: 'add a signed release (checked against the root)', args: ['<release.json>'], method: 'releases.add', params: async ([f]) => [await fs.readFile(ctx.resolve(f!), 'utf8')], human: (r) => `added ${r.name} ${r.version} (${r.hash.slice(0, 16)}…)` })
+  remote(releases, ctx, { name: 'add', description: 'add a signed release (checked against the root)', args: ['<release.json>'],
+    options: (c) => c.option('--content <dir>', "the package's files on the console's machine: the console seeds them"),
+    method: 'releases.add', params: async ([f], o) => [await fs.readFile(ctx.resolve(f!), 'utf8'), o.content ? { content: ctx.resolve(o.content) } : {}],
+    human: (r) => `added ${r.name} ${r.version} (${r.hash.slice(0, 16)}…)` })
   remote(releases, ctx, { name: 'list', description: 'releases', method: 'releases.list', params: () => [], human: (rs) => table(rs.map((r: Row) => ({ ...r, hash: String(r.hash).slice(0, 16) + '…' })), ['hash', 'name', 'version', 'platform', 'risk', 'scope', 'approvedFor']) })
   remote(releases, ctx, { name: 'approve', description: 'approve a release for a tenant subtree', args: ['<hash>', '<tenant>'], method: 'releases.approve', params: ([h, tn]) => [h, tn], human: (r) => `approved ${r.name} ${r.version} for ${r.approvedFor.join(', ')}` })
 

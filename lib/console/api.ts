@@ -144,11 +144,16 @@ export class ReleasesApi {
   constructor (c: Console) { this.#c = c }
 
   /** Verifies a release against the root and keeps it; needs release.approve on its scope. */
-  add (actor: string, envelope: Envelope | string): Promise<ReleaseView> {
+  add (actor: string, envelope: Envelope | string, opts: { content?: string } = {}): Promise<ReleaseView> {
     const scope = (typeof envelope === 'string' ? safeParse(envelope) : envelope as { signed?: { scope?: unknown } })?.signed?.scope
     return call(this.#c.fleet.gate, actor, 'release.add', typeof scope === 'string' ? scope : '?', true,
       () => [assertTenantPath(scope, 'release scope')], onAll('release.approve'),
-      async (a) => this.#view((await this.#c.addRelease(envelope)).envelopeHash, a))
+      async (a) => {
+        const hash = (await this.#c.addRelease(envelope)).envelopeHash
+        // The package itself, from a folder on the console's machine, when the console seeds it.
+        if (opts?.content !== undefined) await this.#c.publishContent(hash, String(opts.content))
+        return this.#view(hash, a)
+      })
   }
 
   /** Releases whose scope overlaps a subtree the actor may read rollouts in. */

@@ -87,6 +87,7 @@ export class ConsoleSwarm {
         if (await this.store.has(r.release.manifest.digest)) await this.node.seed(r.release.manifest.digest)
       }
       this.#link = new ConsoleLink({ console: this.console, node: this.node, store: this.store })
+      this.console.contentHost = (hash, dir) => this.publish(hash, dir)
       await this.listener.ready()
     })()
     return this.#opening
@@ -108,6 +109,7 @@ export class ConsoleSwarm {
     this.#closing ??= (async () => {
       await this.#opening?.catch(() => {})
       this.#link?.close()
+      if (this.console.contentHost !== null) this.console.contentHost = null
       await this.listener.close()
       await this.node.close()
       await this.store.close()

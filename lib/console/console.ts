@@ -186,6 +186,14 @@ export class Console {
     return this.trust.verifyRelease(input, { platform: releasePlatform(input) })
   }
 
+  /** Set by ConsoleSwarm: imports and seeds a release's package from a folder. */
+  contentHost: ((hash: string, dir: string) => Promise<void>) | null = null
+
+  publishContent (hash: string, dir: string): Promise<void> {
+    if (!this.contentHost) return Promise.reject(PatchswarmError.UNAVAILABLE('this console is not on the swarm (start it with --bootstrap) and cannot seed packages'))
+    return this.contentHost(hash, dir)
+  }
+
   release (hash: string): VerifiedRelease {
     const r = this.trust.releaseByHash(hash)
     if (!r) throw PatchswarmError.NOT_FOUND(`no release ${String(hash).slice(0, 16)}… at this console`)

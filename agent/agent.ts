@@ -1,0 +1,308 @@
+// The agent daemon: one enrolled endpoint. It joins the organisation swarm with its certificate,
+// checks in with the console (SYNC) on a cron schedule with jitter and whenever the console comes
+// online, verifies what the console sends (root → releases → directive, lib/trust), hands the
+// assignments to the job runner, downloads packages from peers, and sends its signed events from
+// the outbox until the console acknowledges them. The job runner decides what moves when
+// (windows, retries, breaker, crash recovery); this file only wires and wakes it.
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import cron from 'node-cron'
+import { PatchswarmError, isPatchswarmError } from '../lib/errors.js'
+import { keySigner } from '../lib/crypto/keys.js'
+import { readSecretKeyFile } from '../lib/crypto/keyfile.js'
+import { sublevel, type Sublevel } from '../lib/store/db.js'
+import { PackageStore } from '../lib/content/package-store.js'
+import { parseManifest, manifestDigest, type Manifest } from '../lib/content/manifest.js'
+import { serializeEnvelope, type Envelope } from '../lib/trust/envelope.js'
+import type { TrustedState } from '../lib/trust/trusted-state.js'
+import { parseCertificate } from '../lib/trust/certificate.js'
+import { SwarmNode } from '../lib/swarm/node.js'
+import { LINK, encodeLink, decodeLink, MAX_REPORT_BATCH, MAX_LINK_BYTES, type StateMessage, type AckMessage } from '../lib/console/link.js'
+import type { PeerIdentity } from '../lib/trust/certificate.js'
+import { agentPaths, loadConfig, type AgentConfig } from './config.js'
+import { agentTrust, readEnrollment } from './enroll.js'
+import { openAgentStore, type AgentStore } from './store.js'
+import { AgentOutbox } from './outbox.js'
+import { JobRunner } from './job-runner.js'
+import type { JobPolicy, JobRecord } from './jobs.js'
+import { InstallerRegistry } from './installers/installer.js'
+import { execInstaller } from './installers/exec.js'
+import { createFilesInstaller } from './installers/files.js'
+import { run } from './installers/run.js'
+import { collectInventory } from './inventory.js'
+
+export const AGENT_VERSION = '0.1.0'
+const MAX_SLEEP_MS = 60_000
+/** Inventory events stay well inside MAX_EVENT_BYTES (64 KiB) with the envelope around them. */
+const INVENTORY_BYTES = 40 * 1024
+const DEFAULT_POLICY: JobPolicy = { windows: null, forceAfterDeadline: false, rebootAllowed: false }
+
+export interface AgentOptions {
+  clock?: () => Date
+  log?: (line: string) => void
+  /** Overrides the config's check-in schedule with a fixed interval (tests, the demo). */
+  checkInMs?: number
+  /** Collect inventory at start (default true). */
+  inventory?: boolean
+}
+
+export class Agent {
+  readonly dir: string
+  readonly config: AgentConfig
+  readonly store: AgentStore
+  readonly trust: TrustedState
+  readonly packages: PackageStore
+  readonly outbox: AgentOutbox
+  readonly runner: JobRunner
+  readonly node: SwarmNode
+  readonly keyid: string
+  readonly tenant: string
+  readonly #state: Sublevel
+  readonly #clock: () => Date
+  readonly #log: (line: string) => void
+  readonly #opts: AgentOptions
+  #timer: NodeJS.Timeout | null = null
+  #checkIn: { stop (): void } | null = null
+  #stepping: Promise<void> = Promise.resolve()
+  #again = false
+  #closing: Promise<void> | undefined
+  #sending = false
+
+  private constructor (init: { dir: string, config: AgentConfig, store: AgentStore, trust: TrustedState, node: SwarmNode, packages: PackageStore, outbox: AgentOutbox, runner: JobRunner, keyid: string, tenant: string, state: Sublevel, opts: AgentOptions }) {
+    this.dir = init.dir
+    this.config = init.config
+    this.store = init.store
+    this.trust = init.trust
+    this.node = init.node
+    this.packages = init.packages
+    this.outbox = init.outbox
+    this.runner = init.runner
+    this.keyid = init.keyid
+    this.tenant = init.tenant
+    this.#state = init.state
+    this.#opts = init.opts
+    this.#clock = init.opts.clock ?? (() => new Date())
+    this.#log = init.opts.log ?? (() => {})
+  }
+
+  /** Opens an enrolled agent's data folder (IN_USE if another agent has it). Call start() to run. */
+  static async open (dir: string, opts: AgentOptions = {}): Promise<Agent> {
+    const paths = agentPaths(dir)
+    const config = await loadConfig(dir)
+    const enrollment = await readEnrollment(dir)
+    if (enrollment === null) throw PatchswarmError.NOT_FOUND(`${dir} is not enrolled: run patchswarm agent enroll --token …`)
+    if (enrollment.status !== 'approved' || !enrollment.certificate) throw PatchswarmError.NOT_APPROVED('the console has not approved this endpoint yet; run patchswarm agent enroll again once it has')
+    const keyPair = await readSecretKeyFile(paths.identity)
+    const signer = keySigner(keyPair)
+    const cert = parseCertificate(enrollment.certificate.signed)
+    const store = await openAgentStore(dir)
+    try {
+      const clock = opts.clock ?? (() => new Date())
+      const trust = agentTrust(store.db)
+      await trust.ready()
+      if (!trust.root) throw PatchswarmError.BAD_STATE('no pinned root: enroll again')
+      const state = sublevel(store.db, 'agent-state')
+      const packages = new PackageStore({ dir: paths.packages, db: sublevel(store.db, 'packages') })
+      const outbox = new AgentOutbox(store.db, { signer, org: config.org, tenant: cert.tenant, clock })
+      const node = new SwarmNode({
+        keyPair,
+        certificate: serializeEnvelope(enrollment.certificate),
+        root: () => trust.root!,
+        store: packages,
+        bootstrap: config.bootstrap,
+        ...(config.host ? { host: config.host } : {}),
+        ...(config.firewalled !== undefined ? { firewalled: config.firewalled } : {})
+      })
+      const installers = new InstallerRegistry()
+      installers.register(execInstaller)
+      installers.register(createFilesInstaller({ installRoot: path.resolve(dir, config.installRoot) }))
+      let agent: Agent | undefined
+      const runner = new JobRunner({
+        db: store.db,
+        outbox,
+        installers,
+        clock,
+        workRoot: store.workRoot,
+        packageDir: async (job) => {
+          const dest = path.join(store.workRoot, job.id, 'package')
+          if (!await exists(dest)) await packages.checkout(job.release.manifest, dest)
+          return dest
+        },
+        download: (job, signal) => agent!.download(job, signal),
+        policy: async () => (await state.get('policy') as JobPolicy | undefined) ?? DEFAULT_POLICY,
+        reboot: async () => {
+          const result = await run({ argv: [...config.rebootCommand], timeoutMs: 60_000 })
+          if (!result.ok) throw PatchswarmError.INSTALL_FAILED(`reboot command failed: ${result.reason ?? result.code}`)
+        },
+        ...(opts.log ? { log: opts.log } : {})
+      })
+      agent = new Agent({ dir, config, store, trust, node, packages, outbox, runner, keyid: signer.keyid, tenant: cert.tenant, state, opts })
+      return agent
+    } catch (err) {
+      await store.close()
+      throw err
+    }
+  }
+
+  /** Recovers interrupted jobs, joins the swarm, and starts the schedule. */
+  async start (): Promise<void> {
+    await this.packages.ready()
+    await this.outbox.ready()
+    await this.runner.ready()
+    await this.runner.recover()
+    await this.outbox.append({ kind: 'agent', agent: { state: 'started', version: AGENT_VERSION } })
+    if (this.#opts.inventory !== false) await this.#inventory()
+    this.node.on('peer-open', (peer: PeerIdentity) => { if (this.#isConsole(peer)) { this.#sync(); this.#flush() } })
+    this.node.on('control', (m: { from: PeerIdentity, kind: number, payload: Uint8Array }) => { this.#onControl(m).catch((err) => this.#log(`link: ${(err as Error).message}`)) })
+    this.runner.on('transition', () => this.#flush())
+    await this.node.ready()
+    if (this.#opts.checkInMs !== undefined) {
+      const t = setInterval(() => this.#sync(), this.#opts.checkInMs)
+      t.unref()
+      this.#checkIn = { stop: () => clearInterval(t) }
+    } else {
+      const jitter = this.config.checkIn.jitterSeconds * 1000
+      const task = cron.schedule(this.config.checkIn.cron, () => { setTimeout(() => this.#sync(), Math.random() * jitter).unref() })
+      this.#checkIn = { stop: () => { task.stop(); void task.destroy() } }
+    }
+    this.wake()
+  }
+
+  /** Runs the job runner now (and again when it says something will be due). */
+  wake (): void {
+    if (this.#closing) return
+    this.#again = true
+    this.#stepping = this.#stepping.then(async () => {
+      while (this.#again && !this.#closing) {
+        this.#again = false
+        if (this.#timer) clearTimeout(this.#timer)
+        try {
+          const result = await this.runner.step()
+          const next = result.nextWakeAt ? Math.max(0, result.nextWakeAt.getTime() - this.#clock().getTime()) : MAX_SLEEP_MS
+          if (!this.#closing) {
+            this.#timer = setTimeout(() => this.wake(), Math.min(next, MAX_SLEEP_MS))
+            this.#timer.unref()
+          }
+        } catch (err) {
+          this.#log(`step: ${(err as Error).message}`)
+        }
+      }
+    })
+  }
+
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#timer) clearTimeout(this.#timer)
+      this.#checkIn?.stop()
+      await this.#stepping.catch(() => {})
+      await this.node.close()
+      await this.runner.close()
+      await this.outbox.close()
+      await this.packages.close()
+      await this.store.close()
+    })()
+    return this.#closing
+  }
+
+  /** Fetches a job's package from the swarm and reports where its bytes came from. */
+  async download (job: JobRecord, signal: AbortSignal): Promise<void> {
+    const manifest = await this.#state.get(`manifest!${job.release.manifest}`) as Manifest | undefined
+    if (!manifest) throw PatchswarmError.UNAVAILABLE(`no manifest for ${job.release.name} ${job.release.packageVersion} yet; it comes with the console's next state`)
+    if (signal.aborted) throw PatchswarmError.CLOSED('download aborted')
+    const result = await this.node.fetch(parseManifest(manifest))
+    await this.outbox.append({ kind: 'transfer', transfer: { manifest: result.digest, bytes: { origin: result.received.origin, site: result.received.site, peer: result.received.peer, local: result.local } } })
+  }
+
+  #isConsole (peer: PeerIdentity): boolean {
+    const key = this.config.console.consoleKey
+    return key !== undefined ? peer.keyid === key : peer.role === 'origin'
+  }
+
+  #consolePeers (): string[] {
+    return this.node.connectedPeers().filter((p) => this.#isConsole(p)).map((p) => p.keyid)
+  }
+
+  #sync (): void {
+    const directive = this.trust.directive?.directive.version ?? 0
+    for (const key of this.#consolePeers()) this.node.sendControl(key, LINK.SYNC, encodeLink({ directive }))
+  }
+
+  /** Sends pending events (one batch in flight at a time); the ack triggers the next batch. */
+  #flush (): void {
+    if (this.#sending || this.#closing) return
+    const consoles = this.#consolePeers()
+    if (consoles.length === 0) return
+    this.#sending = true
+    this.outbox.pending({ limit: MAX_REPORT_BATCH }).then((events) => {
+      if (events.length === 0) { this.#sending = false; return }
+      const out: string[] = []
+      let size = 64
+      for (const e of events) {
+        const text = serializeEnvelope(e).toString('utf8')
+        if (size + text.length + 3 > MAX_LINK_BYTES) break
+        size += text.length + 3
+        out.push(text)
+      }
+      for (const key of consoles) this.node.sendControl(key, LINK.REPORTS, encodeLink({ events: out }))
+      // No ack within a while (the console is busy or gone): allow a resend.
+      setTimeout(() => { this.#sending = false }, 10_000).unref()
+    }, () => { this.#sending = false })
+  }
+
+  async #onControl ({ from, kind, payload }: { from: PeerIdentity, kind: number, payload: Uint8Array }): Promise<void> {
+    if (!this.#isConsole(from)) return
+    if (kind === LINK.ACK) {
+      const ack = decodeLink<AckMessage>(payload)
+      if (typeof ack.last === 'number') await this.outbox.ack(ack.last)
+      for (const r of ack.rejected ?? []) this.#log(`console rejected event ${r.seq ?? '?'}: ${r.code}`)
+      this.#sending = false
+      if ((await this.outbox.stats()).pending > 0) this.#flush()
+    } else if (kind === LINK.STATE) {
+      await this.#applyState(decodeLink<StateMessage>(payload))
+    }
+  }
+
+  /** Verifies the console's state top-down and hands the assignments to the runner. */
+  async #applyState (s: StateMessage): Promise<void> {
+    this.trust.beginCycle()
+    const platform = `${process.platform}-${process.arch}`
+    if (s.root && s.root.signed && (s.root.signed as { version?: number }).version !== this.trust.root?.version) await this.trust.updateRoot(s.root as Envelope)
+    const releases = []
+    for (const r of s.releases ?? []) {
+      try { releases.push(await this.trust.verifyRelease(r, { platform })) } catch (err) { this.#log(`release refused: ${(err as Error).message}`) }
+    }
+    for (const [digest, m] of Object.entries(s.manifests ?? {})) {
+      const manifest = parseManifest(m)
+      if (manifestDigest(manifest) === digest) await this.#state.put(`manifest!${digest}`, manifest)
+    }
+    if (s.policy) await this.#state.put('policy', { windows: s.policy.windows, forceAfterDeadline: s.policy.forceAfterDeadline, rebootAllowed: s.policy.rebootAllowed } satisfies JobPolicy)
+    if (s.directive) {
+      const verified = await this.trust.verifyDirective(s.directive, { releases, endpoint: { keyid: this.keyid, tenant: this.tenant, platform } })
+      for (const a of verified.assignments) {
+        try {
+          await this.runner.assign(a, { issued: verified.directive.issued })
+        } catch (err) {
+          if (!isPatchswarmError(err)) throw err
+          this.#log(`assignment of ${a.release.name}: ${err.message}`)
+        }
+      }
+    }
+    this.wake()
+  }
+
+  async #inventory (): Promise<void> {
+    const installed = this.runner.status().filter((j) => j.state === 'installed').map((j) => ({ name: j.name, version: j.packageVersion }))
+    const inventory = await collectInventory({ agentVersion: AGENT_VERSION, installed, commandTimeoutMs: 10_000 }) as unknown as Record<string, unknown>
+    // An event is bounded (MAX_EVENT_BYTES): a long OS package list is cut, its count kept.
+    const os = inventory.osPackages as { items?: unknown[], truncated?: boolean } | undefined
+    while (os?.items && os.items.length > 0 && Buffer.byteLength(JSON.stringify(inventory)) > INVENTORY_BYTES) {
+      os.items = os.items.slice(0, Math.floor(os.items.length / 2))
+      os.truncated = true
+    }
+    await this.outbox.append({ kind: 'inventory', inventory })
+  }
+}
+
+async function exists (p: string): Promise<boolean> {
+  try { await fs.access(p); return true } catch { return false }
+}

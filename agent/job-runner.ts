@@ -1,0 +1,738 @@
+// JobRunner moves the agent's jobs (see jobs.ts for the states): downloads at any time, installs
+// only when the policy allows (mayInstall: inside a window, or forced after the deadline), health
+// check, automatic rollback on failure, retries with back-off, and a breaker per release.
+//
+// Each change is one synced LevelDB batch: the job record, the outbox event that reports it, and
+// the crash marker. Long steps (download, install, health check, rollback, reboot) run outside the
+// write lock, so a directive can be taken meanwhile; their result is applied to the job as it is
+// then (a rollback ordered during an install is honoured when the install returns). step() and
+// recover() run one at a time; installs run one at a time, downloads side by side.
+//
+// Crashes: the marker names the step under way. recover() runs it again before anything else,
+// whether or not a window is open now, so the endpoint ends fully installed or fully rolled back.
+// Closing the runner aborts a running step and leaves its marker: the next start finishes it.
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { EventEmitter } from 'node:events'
+import { PatchswarmError, isPatchswarmError } from '../lib/errors.js'
+import { Mutex } from '../lib/fleet/common.js'
+import type { Database } from '../lib/store/db.js'
+import type { SignedEvent, JobState } from '../lib/report/event.js'
+import type { VerifiedAssignment } from '../lib/trust/trusted-state.js'
+import type { ReleaseRef } from '../lib/trust/directive.js'
+import { mayInstall } from '../lib/policy/policy.js'
+import { windowState } from '../lib/policy/windows.js'
+import type { InstallContext, InstallResult, InstallerRegistry } from './installers/installer.js'
+import type { AgentFact, AgentOutbox, OutboxFact } from './outbox.js'
+import {
+  DEFAULT_BACKOFF, IN_FLIGHT_STATES, JobStore, boundProblem, checkBackoff, deadlineOf, isDue, jobFact, retryDelay,
+  type Backoff, type CrashMarker, type JobPolicy, type JobProblem, type JobRecord, type MarkerStep
+} from './jobs.js'
+
+export const DEFAULT_BREAKER_THRESHOLD = 3
+export const DEFAULT_MAX_ROLLBACK_ATTEMPTS = 3
+/** After asking for a reboot, how long before asking again (and how long step() stands still). */
+export const DEFAULT_REBOOT_RETRY_MS = 30 * 60_000
+// Bounds on one step(): each job moves at most MAX_MOVES times per round, and rounds end when
+// nothing moved (a zero back-off must not spin).
+const MAX_ROUNDS = 16
+const MAX_MOVES = 32
+
+export interface JobRunnerOptions {
+  db: Database
+  outbox: AgentOutbox
+  installers: InstallerRegistry
+  clock?: () => Date
+  /** Each job's installer folder is <workRoot>/<job id>. */
+  workRoot: string
+  /** The verified, read-only copy of the job's package. */
+  packageDir: (job: JobRecord) => Promise<string>
+  /** Fetches the job's package into the store; throws a PatchswarmError on failure. */
+  download: (job: JobRecord, signal: AbortSignal) => Promise<void>
+  policy: () => JobPolicy | Promise<JobPolicy>
+  /** Restarts the endpoint (a configured command); the process is expected to end soon after. */
+  reboot: () => Promise<void>
+  /** Changes when the endpoint restarts (default: Linux's boot_id, else the boot time). */
+  bootId?: () => Promise<string>
+  breakerThreshold?: number
+  backoff?: Backoff
+  maxRollbackAttempts?: number
+  rebootRetryMs?: number
+  /** For the jitter; [0, 1). */
+  random?: () => number
+  log?: (line: string) => void
+}
+
+export interface JobTransition {
+  job: string
+  release: ReleaseRef
+  from: JobState
+  to: JobState
+  action: JobRecord['action']
+  attempt: number
+  /** Seqs of the events committed with it (none for a change the console does not hear about). */
+  seqs: number[]
+}
+
+export interface StepResult {
+  /** Changes committed since the previous step() or recover() returned (assign()'s too), in order. */
+  transitions: JobTransition[]
+  /** The endpoint is being rebooted: nothing more happens until it is back (or rebootRetryMs passed). */
+  rebooting: boolean
+  /** When calling step() again can move something (absent: only a new directive or a reboot can). */
+  nextWakeAt?: Date
+}
+
+export interface JobStatus {
+  id: string
+  name: string
+  packageVersion: string
+  rollout?: string
+  action: JobRecord['action']
+  state: JobState
+  attempt: number
+  failures: number
+  breaker: 'open' | 'closed'
+  breakerReason?: string
+  nextAttemptAt?: string
+  deadline?: string
+  /** The step a restart would run again. */
+  inFlight?: MarkerStep
+  lastCode?: string
+  lastReason?: string
+  updatedAt: string
+}
+
+export type AssignOutcome =
+  | 'created' | 'unchanged' | 'updated' | 'ignored'
+  | 'rolled-back' | 'rollback-started' | 'rollback-ordered' | 'breaker-closed'
+
+export interface JobRunnerEvents {
+  /** After each committed change (the batch is on disk). */
+  transition: [JobTransition, JobRecord]
+}
+
+interface Change {
+  job: JobRecord
+  /** undefined: the marker stays; null: removed. */
+  marker?: CrashMarker | null
+  /** Whether the console hears of it; default: when state or action changed. */
+  report?: boolean
+  agent?: AgentFact[]
+}
+
+type StepName = 'install' | 'health' | 'rollback'
+
+/** The Linux boot id, or elsewhere the boot time to the minute. */
+export async function systemBootId (): Promise<string> {
+  try {
+    return (await fs.readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim()
+  } catch {
+    return `boot-${Math.round((Date.now() - os.uptime() * 1000) / 60_000)}`
+  }
+}
+
+export class JobRunner extends EventEmitter<JobRunnerEvents> {
+  private readonly opts: JobRunnerOptions
+  private readonly store: JobStore
+  private readonly clock: () => Date
+  private readonly backoff: Backoff
+  private readonly breakerThreshold: number
+  private readonly maxRollbackAttempts: number
+  private readonly rebootRetryMs: number
+  private readonly random: () => number
+  private readonly jobs = new Map<string, JobRecord>()
+  private readonly markers = new Map<string, CrashMarker>()
+  private readonly writeLock = new Mutex()
+  private readonly stepLock = new Mutex()
+  private readonly abort = new AbortController()
+  private history: JobTransition[] = []
+  private recovered = false
+  private recovering = false
+  private rebootingNow = false
+  private suspendedUntil = 0
+  private opening: Promise<void> | undefined
+  private closing: Promise<void> | undefined
+
+  constructor (opts: JobRunnerOptions) {
+    super()
+    if (!opts?.db || !opts.outbox || !opts.installers || typeof opts.workRoot !== 'string' || typeof opts.packageDir !== 'function' ||
+        typeof opts.download !== 'function' || typeof opts.policy !== 'function' || typeof opts.reboot !== 'function') {
+      throw PatchswarmError.BAD_ARGUMENT('a JobRunner needs { db, outbox, installers, workRoot, packageDir, download, policy, reboot }')
+    }
+    const threshold = opts.breakerThreshold ?? DEFAULT_BREAKER_THRESHOLD
+    const maxRollbacks = opts.maxRollbackAttempts ?? DEFAULT_MAX_ROLLBACK_ATTEMPTS
+    if (!Number.isInteger(threshold) || threshold < 1) throw PatchswarmError.BAD_CONFIG('breakerThreshold must be a positive integer')
+    if (!Number.isInteger(maxRollbacks) || maxRollbacks < 1) throw PatchswarmError.BAD_CONFIG('maxRollbackAttempts must be a positive integer')
+    this.opts = opts
+    this.store = new JobStore(opts.db)
+    this.clock = opts.clock ?? (() => new Date())
+    this.backoff = checkBackoff(opts.backoff ?? DEFAULT_BACKOFF)
+    this.breakerThreshold = threshold
+    this.maxRollbackAttempts = maxRollbacks
+    this.rebootRetryMs = opts.rebootRetryMs ?? DEFAULT_REBOOT_RETRY_MS
+    this.random = opts.random ?? Math.random
+  }
+
+  /** Loads the jobs. Idempotent. */
+  ready (): Promise<void> {
+    this.opening ??= (async () => {
+      await this.opts.outbox.ready()
+      const { jobs, markers } = await this.store.load()
+      for (const j of jobs) this.jobs.set(j.id, j)
+      for (const m of markers) this.markers.set(m.job, m)
+    })()
+    return this.opening
+  }
+
+  /**
+   * Stops a running step (its marker stays, so the next start runs it again) and waits for it.
+   * The database and the outbox belong to the caller. Idempotent.
+   */
+  close (): Promise<void> {
+    this.closing ??= (async () => {
+      this.abort.abort(PatchswarmError.CLOSED('the agent is stopping'))
+      await this.stepLock.run(async () => {})
+      await this.writeLock.run(async () => {})
+    })()
+    return this.closing
+  }
+
+  job (id: string): JobRecord | undefined {
+    const j = this.jobs.get(id)
+    return j && structuredClone(j)
+  }
+
+  status (): JobStatus[] {
+    return this.ordered().map((j) => {
+      const s: JobStatus = {
+        id: j.id,
+        name: j.release.name,
+        packageVersion: j.release.packageVersion,
+        action: j.action,
+        state: j.state,
+        attempt: j.attempt,
+        failures: j.failures,
+        breaker: j.breaker ? 'open' : 'closed',
+        updatedAt: j.updatedAt
+      }
+      if (j.rollout !== undefined) s.rollout = j.rollout
+      if (j.breaker) s.breakerReason = j.breaker.reason
+      if (j.nextAttemptAt !== undefined) s.nextAttemptAt = j.nextAttemptAt
+      if (j.deadline !== undefined) s.deadline = j.deadline
+      const m = this.markers.get(j.id)
+      if (m) s.inFlight = m.step
+      if (j.lastError) {
+        s.lastCode = j.lastError.code
+        if (j.lastError.reason !== undefined) s.lastReason = j.lastError.reason
+      }
+      return s
+    })
+  }
+
+  /**
+   * Takes one assignment of a verified directive. Idempotent: directives are read again at every
+   * check-in, so the same assignment changes nothing the second time.
+   *   install        creates the job (nothing if it exists; a changed deadline or rollout is noted)
+   *   rollback       undoes the job: at once if nothing is installed, by a rollback step otherwise,
+   *                  after the running step if one runs; a job once ordered back stays rolled back
+   *   reset-breaker  closes an open breaker and lets the job try again; with `issued` (the
+   *                  directive's), only a breaker that opened before it, so an old reset that is
+   *                  still in the directive cannot reopen the loop
+   */
+  async assign (a: VerifiedAssignment, opts: { issued?: Date | string } = {}): Promise<AssignOutcome> {
+    const v = a?.verifiedRelease
+    if (!v || typeof a.release?.envelopeHash !== 'string' || a.release.envelopeHash !== v.envelopeHash || a.release.manifest !== v.release.manifest.digest) {
+      throw PatchswarmError.BAD_ARGUMENT('assign needs a verified assignment whose release is the verified release it names')
+    }
+    const issued = opts.issued === undefined ? undefined : new Date(opts.issued).getTime()
+    await this.ready()
+    this.assertOpen()
+    const id = v.envelopeHash
+    return this.writeLock.run(async () => {
+      const cur = this.jobs.get(id)
+      const now = this.clock()
+      if (a.action === 'install') {
+        if (!cur) {
+          const at = now.toISOString()
+          const job: JobRecord = {
+            id,
+            release: { ...a.release },
+            spec: structuredClone(v.release.install),
+            action: 'install',
+            state: 'assigned',
+            attempt: 1,
+            failures: 0,
+            rollbackAttempts: 0,
+            downloadFailures: 0,
+            assignedAt: at,
+            updatedAt: at
+          }
+          if (a.rollout !== undefined) job.rollout = a.rollout
+          if (a.deadline !== undefined) job.deadline = a.deadline
+          await this.commit(undefined, { job, report: true })
+          return 'created'
+        }
+        if (cur.action === 'rollback') return 'ignored'
+        if (cur.deadline === a.deadline && cur.rollout === a.rollout) return 'unchanged'
+        const job = without({ ...cur, deadline: a.deadline, rollout: a.rollout }, a.deadline === undefined ? 'deadline' : null, a.rollout === undefined ? 'rollout' : null)
+        await this.commit(cur, { job, report: false })
+        return 'updated'
+      }
+
+      if (a.action === 'rollback') {
+        if (!cur) return 'ignored'
+        if (cur.action === 'rollback') return 'unchanged'
+        const ordered = without({ ...cur, action: 'rollback' as const }, 'nextAttemptAt')
+        switch (cur.state) {
+          case 'assigned': case 'downloading': case 'verified': case 'waiting-window': case 'rolled-back':
+            // Nothing of this release is on the endpoint.
+            await this.commit(cur, { job: { ...ordered, state: 'rolled-back' }, marker: null })
+            return 'rolled-back'
+          case 'installed': case 'reboot-pending':
+            await this.commit(cur, this.startRollback(ordered, now))
+            return 'rollback-started'
+          case 'failed':
+            if (!this.markers.has(id)) {
+              await this.commit(cur, this.startRollback(ordered, now))
+              return 'rollback-started'
+            }
+            break
+        }
+        // A step is under way (or about to be): it sees the order when it returns.
+        await this.commit(cur, { job: ordered, report: false })
+        return 'rollback-ordered'
+      }
+
+      if (a.action === 'reset-breaker') {
+        if (!cur) return 'ignored'
+        if (!cur.breaker) return 'unchanged'
+        if (issued !== undefined && Date.parse(cur.breaker.openedAt) > issued) return 'unchanged'
+        let job: JobRecord = without({ ...cur, failures: 0, rollbackAttempts: 0 }, 'breaker')
+        let marker: CrashMarker | undefined
+        if (job.action === 'install') {
+          job.nextAttemptAt = now.toISOString()
+        } else if (job.state === 'failed') {
+          const c = this.startRollback(job, now)
+          job = c.job
+          marker = c.marker!
+        }
+        const agent: AgentFact = { state: 'breaker-closed', release: cur.release, reason: 'reset by a directive' }
+        await this.commit(cur, { job, ...(marker ? { marker } : {}), agent: [agent] })
+        return 'breaker-closed'
+      }
+      throw PatchswarmError.BAD_ARGUMENT(`unknown action ${JSON.stringify(a.action)}`)
+    })
+  }
+
+  /**
+   * Finishes what a crash or a stop interrupted: each job with a step under way runs it again until
+   * it rests (no window check: half an install is worse than an install outside the window).
+   * Runs once; step() calls it first if nobody did.
+   */
+  async recover (): Promise<StepResult> {
+    await this.ready()
+    this.assertOpen()
+    return this.stepLock.run(async () => {
+      await this.recoverLocked()
+      return this.result()
+    })
+  }
+
+  /** Advances every job that can move now; see StepResult. */
+  async step (): Promise<StepResult> {
+    await this.ready()
+    this.assertOpen()
+    return this.stepLock.run(async () => {
+      await this.recoverLocked()
+      if (this.clock().getTime() < this.suspendedUntil) return this.result()
+      this.rebootingNow = false
+      const tried = new Set<string>()
+      for (let round = 0; round < MAX_ROUNDS && this.running(); round++) {
+        let moved = false
+        for (const job of this.ordered()) {
+          for (let i = 0; i < MAX_MOVES && this.running(); i++) {
+            if (!(await this.advance(job.id))) break
+            moved = true
+          }
+        }
+        if (!this.running()) break
+        const now = this.clock()
+        const downloads = this.ordered().filter((j) => j.state === 'downloading' && isDue(j, now) && !tried.has(j.id))
+        for (const j of downloads) tried.add(j.id)
+        const settled = await Promise.allSettled(downloads.map((j) => this.runDownload(j.id)))
+        const failed = settled.find((s) => s.status === 'rejected')
+        if (failed) throw (failed as PromiseRejectedResult).reason
+        if (settled.some((s) => (s as PromiseFulfilledResult<boolean>).value)) moved = true
+        if (!moved) break
+      }
+      return this.result()
+    })
+  }
+
+  // --- moving one job -----------------------------------------------------------------------------
+
+  private running (): boolean {
+    return this.closing === undefined && !this.rebootingNow
+  }
+
+  private async recoverLocked () {
+    if (this.recovered) return
+    this.recovering = true
+    try {
+      const ids = new Set([...this.markers.keys(), ...[...this.jobs.values()].filter((j) => this.inFlight(j)).map((j) => j.id)])
+      for (const id of ids) {
+        for (let i = 0; i < MAX_MOVES && this.closing === undefined; i++) {
+          const job = this.jobs.get(id)
+          if (!job || !this.inFlight(job)) break
+          if (!(await this.advance(id))) break
+        }
+      }
+    } finally {
+      this.recovering = false
+    }
+    if (this.closing === undefined) this.recovered = true
+  }
+
+  private inFlight (job: JobRecord): boolean {
+    return IN_FLIGHT_STATES.has(job.state) && (job.state !== 'failed' || this.markers.has(job.id))
+  }
+
+  /** One move of one job, if it can move now; downloads are started by step(). */
+  private async advance (id: string): Promise<boolean> {
+    const job = this.jobs.get(id)
+    if (!job) return false
+    const now = this.clock()
+    switch (job.state) {
+      case 'assigned':
+        return this.move(id, 'assigned', (cur) => ({ job: { ...cur, state: 'downloading' } }))
+      case 'verified':
+      case 'waiting-window': {
+        if (!mayInstall(await this.policy(), now, deadlineOf(job))) {
+          return job.state === 'verified' && this.move(id, 'verified', (cur) => ({ job: { ...cur, state: 'waiting-window' } }))
+        }
+        return this.move(id, job.state, (cur, at) => ({ job: { ...cur, state: 'installing' }, marker: this.marker(cur, 'install', at) }))
+      }
+      case 'installing':
+        return this.runStep(id, 'install')
+      case 'health-check':
+        return this.runStep(id, 'health')
+      case 'reboot-pending':
+        return this.rebootPending(id)
+      case 'failed':
+        if (this.markers.has(id)) return this.move(id, 'failed', (cur, at) => this.startRollback(cur, at))
+        return this.retry(id)
+      case 'rolling-back':
+        return isDue(job, now) && this.runStep(id, 'rollback')
+      case 'rolled-back':
+        return this.retry(id)
+      default:
+        return false
+    }
+  }
+
+  /** A new attempt at an install that failed, when its back-off has passed and the breaker is closed. */
+  private retry (id: string): Promise<boolean> {
+    const job = this.jobs.get(id)!
+    if (job.action !== 'install' || job.breaker || job.nextAttemptAt === undefined || !isDue(job, this.clock())) return Promise.resolve(false)
+    return this.move(id, job.state, (cur) => ({
+      job: without({ ...cur, state: 'downloading', attempt: cur.attempt + 1, rollbackAttempts: 0, downloadFailures: 0 }, 'nextAttemptAt', 'problem')
+    }))
+  }
+
+  private async runDownload (id: string): Promise<boolean> {
+    const job = this.jobs.get(id)!
+    const attempt = job.attempt
+    const current = (cur: JobRecord) => cur.state === 'downloading' && cur.attempt === attempt
+    try {
+      await this.opts.download(structuredClone(job), this.abort.signal)
+    } catch (err) {
+      if (this.closing !== undefined) return false
+      const problem = problemOf(err, 'download')
+      this.say(`${label(job)}: download failed: ${problem.code}: ${problem.reason}`)
+      await this.update(id, (cur, now) => {
+        if (!current(cur)) return null
+        const n = cur.downloadFailures + 1
+        return {
+          job: { ...cur, downloadFailures: n, nextAttemptAt: new Date(now.getTime() + retryDelay(n, this.backoff, this.random)).toISOString(), lastError: { ...problem, at: now.toISOString() } },
+          report: false
+        }
+      })
+      return false
+    }
+    return (await this.update(id, (cur) => current(cur) ? { job: without({ ...cur, state: 'verified', downloadFailures: 0 }, 'nextAttemptAt') } : null)) !== null
+  }
+
+  /** Runs an installer step of the job's current state and applies its result. */
+  private async runStep (id: string, step: StepName): Promise<boolean> {
+    const job = this.jobs.get(id)!
+    const { state, attempt } = job
+    const result = await this.runInstaller(job, step)
+    // Stopped with the agent: the marker stays and the next start runs the step again.
+    if (!result.ok && this.closing !== undefined) return false
+    const bootId = result.ok && step === 'install' && result.rebootRequired ? await this.bootId() : undefined
+    return this.move(id, state, (cur, now) => cur.attempt === attempt ? this.afterStep(cur, step, result, now, bootId) : null)
+  }
+
+  private afterStep (cur: JobRecord, step: StepName, r: InstallResult, now: Date, bootId?: string): Change | null {
+    const at = now.toISOString()
+    if (step === 'rollback') {
+      if (r.ok) {
+        const job: JobRecord = without({ ...cur, state: 'rolled-back', rollbackAttempts: 0 }, 'nextAttemptAt')
+        if (cur.action === 'rollback') return { job, marker: null }
+        if (cur.failures >= this.breakerThreshold) {
+          const why = `${cur.failures} failed attempts; last: ${describe(cur.problem)}`
+          return { job: { ...job, breaker: { openedAt: at, reason: why } }, marker: null, agent: [this.breakerFact(cur, why)] }
+        }
+        return { job: { ...job, nextAttemptAt: this.later(now, cur.failures) }, marker: null }
+      }
+      const problem = boundProblem(r)
+      const n = cur.rollbackAttempts + 1
+      const lastError = { ...problem, at }
+      if (n < this.maxRollbackAttempts) {
+        this.say(`${label(cur)}: rollback failed (${n} of ${this.maxRollbackAttempts}): ${describe(problem)}`)
+        return { job: { ...cur, rollbackAttempts: n, nextAttemptAt: this.later(now, n), lastError }, report: false }
+      }
+      // Nothing more the agent can do on its own: it rests, and says so.
+      const why = `rollback failed ${n} times; last: ${describe(problem)}`
+      const job: JobRecord = without({ ...cur, state: 'failed', rollbackAttempts: n, problem, lastError }, 'nextAttemptAt')
+      if (cur.breaker) return { job, marker: null }
+      return { job: { ...job, breaker: { openedAt: at, reason: why } }, marker: null, agent: [this.breakerFact(cur, why)] }
+    }
+
+    if (!r.ok) {
+      const problem = boundProblem(r)
+      this.say(`${label(cur)}: ${step} failed: ${describe(problem)}`)
+      return {
+        job: { ...cur, state: 'failed', failures: cur.failures + 1, problem, lastError: { ...problem, at } },
+        marker: this.marker(cur, 'rollback', now)
+      }
+    }
+    if (cur.action === 'rollback') return this.startRollback(cur, now)
+    if (step === 'install') {
+      if (r.rebootRequired) return { job: { ...cur, state: 'reboot-pending' }, marker: { ...this.marker(cur, 'reboot', now), bootId: bootId! } }
+      return { job: { ...cur, state: 'health-check' }, marker: this.marker(cur, 'health', now) }
+    }
+    return { job: without({ ...cur, state: 'installed', failures: 0 }, 'nextAttemptAt', 'problem', 'rebootRequestedAt'), marker: null }
+  }
+
+  private async rebootPending (id: string): Promise<boolean> {
+    const job = this.jobs.get(id)!
+    const marker = this.markers.get(id)
+    if (job.action === 'rollback') return this.move(id, 'reboot-pending', (cur, now) => this.startRollback(cur, now))
+    if (marker?.bootId !== undefined && await this.bootId() !== marker.bootId) {
+      this.say(`${label(job)}: the endpoint has restarted; checking the install`)
+      return this.move(id, 'reboot-pending', (cur, now) => ({ job: { ...cur, state: 'health-check' }, marker: this.marker(cur, 'health', now) }))
+    }
+    if (this.recovering) return false
+    const now = this.clock()
+    const policy = await this.policy()
+    if (!policy.rebootAllowed || !isDue(job, now) || !mayInstall(policy, now, deadlineOf(job))) return false
+    // Recorded first: a reboot that happens before anything else is written still counts once.
+    const asked = await this.update(id, (cur, at) => cur.state === 'reboot-pending'
+      ? { job: { ...cur, rebootRequestedAt: at.toISOString(), nextAttemptAt: new Date(at.getTime() + this.rebootRetryMs).toISOString() }, report: false }
+      : null)
+    if (!asked) return false
+    this.say(`${label(job)}: rebooting to complete the install`)
+    try {
+      await this.opts.reboot()
+    } catch (err) {
+      const problem = problemOf(err, 'reboot')
+      this.say(`${label(job)}: reboot failed: ${describe(problem)}`)
+      await this.update(id, (cur, at) => ({ job: { ...cur, lastError: { ...problem, at: at.toISOString() } }, report: false }))
+      return false
+    }
+    this.rebootingNow = true
+    this.suspendedUntil = now.getTime() + this.rebootRetryMs
+    return false
+  }
+
+  private startRollback (cur: JobRecord, now: Date): Change {
+    return {
+      job: without({ ...cur, state: 'rolling-back', rollbackAttempts: 0 }, 'nextAttemptAt'),
+      marker: this.marker(cur, 'rollback', now)
+    }
+  }
+
+  private breakerFact (job: JobRecord, reason: string): AgentFact {
+    this.say(`${label(job)}: breaker open: ${reason}`)
+    return { state: 'breaker-open', release: job.release, reason: boundProblem({ reason }).reason! }
+  }
+
+  private marker (job: JobRecord, step: MarkerStep, now: Date): CrashMarker {
+    return { job: job.id, step, attempt: job.attempt, at: now.toISOString() }
+  }
+
+  private later (now: Date, n: number): string {
+    return new Date(now.getTime() + retryDelay(n, this.backoff, this.random)).toISOString()
+  }
+
+  private async runInstaller (job: JobRecord, step: StepName): Promise<InstallResult> {
+    const workDir = path.join(this.opts.workRoot, job.id)
+    try {
+      await fs.mkdir(workDir, { recursive: true, mode: 0o700 })
+      const installer = this.opts.installers.for(job.spec)
+      const ctx: InstallContext = {
+        spec: job.spec,
+        packageDir: await this.opts.packageDir(structuredClone(job)),
+        workDir,
+        signal: this.abort.signal,
+        log: (line) => this.say(`${label(job)}: ${line}`)
+      }
+      switch (step) {
+        case 'install': return await installer.install(ctx as never)
+        case 'health': return await installer.healthCheck(ctx as never)
+        case 'rollback': return await installer.rollback(ctx as never)
+      }
+    } catch (err) {
+      // No installer for the type, no package copy, or an installer's own bug: a failed step.
+      const p = problemOf(err, step)
+      return { ok: false, code: p.code, reason: p.reason ?? '', output: '' }
+    }
+  }
+
+  // --- committing ---------------------------------------------------------------------------------
+
+  /** Applies `fn` to the job if it is still in state `from`; true if something was committed. */
+  private async move (id: string, from: JobState, fn: (cur: JobRecord, now: Date) => Change | null): Promise<boolean> {
+    return (await this.update(id, (cur, now) => cur.state === from ? fn(cur, now) : null)) !== null
+  }
+
+  private update (id: string, fn: (cur: JobRecord, now: Date) => Change | null): Promise<JobRecord | null> {
+    return this.writeLock.run(async () => {
+      const cur = this.jobs.get(id)
+      if (!cur) return null
+      const change = fn(cur, this.clock())
+      return change ? this.commit(cur, change) : null
+    })
+  }
+
+  /** One synced batch: job record, marker, events. Call with the write lock held. */
+  private async commit (cur: JobRecord | undefined, change: Change): Promise<JobRecord> {
+    const now = this.clock()
+    const job: JobRecord = { ...change.job, updatedAt: now.toISOString() }
+    const ops = this.store.putOps(job)
+    if (change.marker !== undefined) ops.push(...this.store.markerOps(job.id, change.marker))
+    const report = change.report ?? (cur === undefined || job.state !== cur.state || job.action !== cur.action)
+    const facts: OutboxFact[] = []
+    if (report) facts.push({ kind: 'job', job: jobFact(job) })
+    for (const agent of change.agent ?? []) facts.push({ kind: 'agent', agent })
+    let events: SignedEvent[] = []
+    if (facts.length > 0) events = await this.opts.outbox.append(facts, ops)
+    else await this.opts.db.batch(ops as never, { sync: true })
+    this.jobs.set(job.id, job)
+    if (change.marker === null) this.markers.delete(job.id)
+    else if (change.marker !== undefined) this.markers.set(job.id, change.marker)
+    const t: JobTransition = {
+      job: job.id,
+      release: job.release,
+      from: cur?.state ?? job.state,
+      to: job.state,
+      action: job.action,
+      attempt: job.attempt,
+      seqs: events.map((e) => e.signed.seq)
+    }
+    this.history.push(t)
+    this.emit('transition', t, structuredClone(job))
+    return job
+  }
+
+  // --- reading ------------------------------------------------------------------------------------
+
+  private async result (): Promise<StepResult> {
+    const transitions = this.history
+    this.history = []
+    const out: StepResult = { transitions, rebooting: this.rebootingNow || this.clock().getTime() < this.suspendedUntil }
+    const wake = await this.nextWake()
+    if (wake !== undefined) out.nextWakeAt = wake
+    return out
+  }
+
+  /** The earliest time at which step() may move a job (a hint for the agent's timer). */
+  private async nextWake (): Promise<Date | undefined> {
+    const now = this.clock().getTime()
+    if (now < this.suspendedUntil) return new Date(this.suspendedUntil)
+    let policy: JobPolicy | undefined
+    let best = Infinity
+    const consider = (t: number | undefined) => { if (t !== undefined && !Number.isNaN(t)) best = Math.min(best, Math.max(t, now)) }
+    for (const job of this.jobs.values()) {
+      const next = job.nextAttemptAt === undefined ? undefined : Date.parse(job.nextAttemptAt)
+      switch (job.state) {
+        case 'assigned': case 'installing': case 'health-check':
+          consider(now)
+          break
+        case 'downloading': case 'rolling-back':
+          consider(next ?? now)
+          break
+        case 'failed': case 'rolled-back':
+          if (this.markers.has(job.id)) consider(now)
+          else if (job.action === 'install' && !job.breaker) consider(next)
+          break
+        case 'verified': case 'waiting-window':
+          policy ??= await this.policy()
+          consider(installOpensAt(policy, now, deadlineOf(job)))
+          break
+        case 'reboot-pending':
+          policy ??= await this.policy()
+          if (policy.rebootAllowed) {
+            const opens = installOpensAt(policy, now, deadlineOf(job))
+            if (opens !== undefined) consider(Math.max(opens, next ?? now))
+          }
+          break
+      }
+    }
+    return best === Infinity ? undefined : new Date(best)
+  }
+
+  private ordered (): JobRecord[] {
+    return [...this.jobs.values()].sort((a, b) => a.assignedAt < b.assignedAt ? -1 : a.assignedAt > b.assignedAt ? 1 : a.id < b.id ? -1 : 1)
+  }
+
+  private async policy (): Promise<JobPolicy> {
+    return await this.opts.policy()
+  }
+
+  private bootId (): Promise<string> {
+    return (this.opts.bootId ?? systemBootId)()
+  }
+
+  private say (line: string) {
+    this.opts.log?.(line)
+  }
+
+  private assertOpen () {
+    if (this.closing !== undefined) throw PatchswarmError.CLOSED('the job runner is closed')
+  }
+}
+
+/** When an install may start, at `now` or later; undefined when nothing but a policy change opens it. */
+export function installOpensAt (policy: JobPolicy, now: number, deadline?: Date): number | undefined {
+  if (mayInstall(policy, new Date(now), deadline)) return now
+  let t = Infinity
+  const next = windowState(policy.windows ?? [], new Date(now)).nextOpen
+  if (next) t = next.getTime()
+  if (policy.forceAfterDeadline && deadline !== undefined) t = Math.min(t, deadline.getTime())
+  return t === Infinity ? undefined : t
+}
+
+function problemOf (err: unknown, step: string): JobProblem {
+  if (isPatchswarmError(err)) return boundProblem({ code: err.code, reason: `${step}: ${err.detail}` })
+  return boundProblem({ code: 'IO_ERROR', reason: `${step}: ${(err as Error)?.message ?? String(err)}` })
+}
+
+function describe (p: JobProblem | undefined): string {
+  if (!p) return 'unknown'
+  return p.reason ? `${p.code}: ${p.reason}` : p.code
+}
+
+function label (job: JobRecord): string {
+  return `${job.release.name} ${job.release.packageVersion}`
+}
+
+/** A copy without the named keys (so records hold no `undefined` fields). */
+function without<T extends object> (o: T, ...keys: (keyof T | null)[]): T {
+  const copy = { ...o }
+  for (const k of keys) if (k !== null) delete copy[k]
+  return copy
+}

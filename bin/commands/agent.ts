@@ -1,0 +1,93 @@
+// `patchswarm agent enroll|status`: the endpoint agent's data folder, enrollment and state.
+import { type Command, Option } from 'commander'
+import { PatchswarmError } from '../../lib/errors.js'
+import { DEFAULT_DATA_DIR } from '../../agent/config.js'
+import { enrollAgent, type EnrollOutcome } from '../../agent/enroll.js'
+import { readAgentStatus, type AgentStatus } from '../../agent/status.js'
+import type { CliContext } from '../cli.js'
+import { parseBootstrap } from './console.js'
+import { parseDuration } from './options.js'
+import { table } from './admin.js'
+
+interface EnrollCommandOptions {
+  token?: string, data: string, bootstrap?: string, host?: string, hostname?: string, timeout: number, json?: boolean
+}
+
+const short = (keyid: string) => `${keyid.slice(0, 16)}…`
+
+function enrolledText (o: EnrollOutcome): string {
+  const who = `endpoint ${short(o.holder)} (${o.hostname}) of ${o.org}`
+  if (o.status === 'approved') {
+    return `${o.alreadyEnrolled ? 'already enrolled' : 'enrolled'}: ${who} in ${o.tenant}${o.site ? `, site ${o.site}` : ''}; certificate valid until ${o.certificateExpires}\ndata folder ${o.dir}`
+  }
+  const why = o.knownToConsole
+    ? 'the console knows this endpoint already and sent no certificate (it answers ALREADY_EXISTS for enrolled keys): still waiting for approval'
+    : 'the console put it in quarantine: an admin must approve it'
+  return `pending: ${who}; ${why}.\nRun the same command again once it is approved.\ndata folder ${o.dir}`
+}
+
+function statusText (s: AgentStatus): string {
+  const e = s.enrollment
+  const rows: Array<[string, string]> = [['data folder', s.dir]]
+  if (!e) {
+    rows.push(['enrollment', s.enrolled ? 'configured, but enrollment.json is missing' : 'not enrolled'])
+  } else {
+    rows.push(
+      ['enrollment', e.status === 'approved' ? 'approved' : 'pending approval'],
+      ['org', e.org],
+      ['tenant', e.tenant ?? '—'],
+      ['site', e.site ?? '—'],
+      ['certificate', e.certificateExpires ? `valid until ${e.certificateExpires}` : 'none yet'],
+      ['identity', e.holder],
+      ['console key', e.enrollKey]
+    )
+  }
+  if (s.database === 'in-use') rows.push(['database', 'in use by the running agent: root and jobs not shown'])
+  if (s.root) rows.push(['root', `v${s.root.version} of ${s.root.org}, expires ${s.root.expires}`])
+  const width = Math.max(...rows.map(([k]) => k.length))
+  const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`)
+  if (s.jobs !== null) {
+    const rows = s.jobs.map((j) => ({ job: j.release ?? j.key, state: j.state ?? '?', next: j.nextAttemptAt ?? '', breaker: j.breaker ? `open: ${j.breaker}` : '' }))
+    lines.push('', 'jobs', table(rows, ['job', 'state', 'next', 'breaker']))
+    if (s.jobsTruncated) lines.push(`(only the first ${s.jobs.length} shown)`)
+  }
+  return lines.join('\n')
+}
+
+export function registerAgentCommands (program: Command, ctx: CliContext): void {
+  const agent = program.command('agent').description('the endpoint agent: enrollment and state of its data folder')
+
+  agent.command('enroll')
+    .description('enroll this machine with a console, using an enrollment token (or $PATCHSWARM_ENROLL_TOKEN)')
+    .option('--token <token>', 'the enrollment token (pst1.…)')
+    .option('--data <dir>', "the agent's data folder", DEFAULT_DATA_DIR)
+    .option('--bootstrap <host:port,…>', "DHT bootstrap nodes (default: the folder's config, else the public DHT)")
+    .option('--host <address>', 'address to bind the DHT node to (e.g. 127.0.0.1)')
+    .option('--hostname <name>', 'the name the console shows (default: this machine\'s host name)')
+    .addOption(new Option('--timeout <duration>', 'how long to wait for the console').argParser(parseDuration).default(30, '30s'))
+    .option('--json', 'print the outcome as JSON')
+    .action(async (opts: EnrollCommandOptions) => {
+      // The environment keeps the token out of the process list.
+      const token = opts.token ?? ctx.io.env.PATCHSWARM_ENROLL_TOKEN
+      if (!token) throw PatchswarmError.BAD_ARGUMENT('give the enrollment token: --token <token> (or set PATCHSWARM_ENROLL_TOKEN)')
+      const outcome = await enrollAgent({
+        dir: ctx.resolve(opts.data),
+        token,
+        ...(opts.bootstrap ? { bootstrap: parseBootstrap(opts.bootstrap) } : {}),
+        ...(opts.host ? { host: opts.host } : {}),
+        ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
+        timeoutMs: opts.timeout * 1000,
+        now: () => ctx.io.now()
+      })
+      ctx.print(opts, () => enrolledText(outcome), outcome)
+    })
+
+  agent.command('status')
+    .description("what the agent's data folder holds: enrollment, root, jobs")
+    .option('--data <dir>', "the agent's data folder", DEFAULT_DATA_DIR)
+    .option('--json', 'print the status as JSON')
+    .action(async (opts: { data: string, json?: boolean }) => {
+      const status = await readAgentStatus(ctx.resolve(opts.data))
+      ctx.print(opts, () => statusText(status), status)
+    })
+}
