@@ -67,8 +67,9 @@ export class ConsoleSwarm {
     this.listener = new EnrollmentListener({
       ...link,
       keyPair: console.enrollKeyPair,
-      handle: async (request): Promise<EnrollAnswer> => {
-        const result = await console.enrollment.enroll(request as never)
+      handle: async (request, remoteKeyid): Promise<EnrollAnswer> => {
+        // An endpoint asking again (e.g. from quarantine) gets its status; a new one enrolls.
+        const result = await console.enrollment.status(request as never, remoteKeyid) ?? await console.enrollment.enroll(request as never)
         return { ...result, root: console.rootEnvelope, console: this.keyid }
       }
     })

@@ -316,12 +316,7 @@ export class Enrollment {
    * Nothing is written unless the endpoint is created, together with the token's use.
    */
   async enroll (request: Envelope | Uint8Array | string, wopts: WriteOptions = {}): Promise<EnrollResult> {
-    const envelope = typeof request === 'string' || request instanceof Uint8Array ? parseEnvelope(request) : checkEnvelope(request)
-    const req = parseEnrollmentRequest(envelope.signed)
-    if (!verifyEnvelope(envelope, { keyids: [req.holder], threshold: 1 }).ok) {
-      throw PatchswarmError.BAD_SIGNATURE(`the enrollment request is not signed by its holder ${req.holder.slice(0, 12)}…`)
-    }
-    if (req.org !== this.org) throw PatchswarmError.WRONG_ORGANISATION(`the request is for ${req.org}, not ${this.org}`)
+    const req = this.#checkRequest(request)
     return this.lock.run(async () => {
       const now = this.clock()
       const token = await this.usableToken(req.token, req.secret, now)
@@ -346,6 +341,31 @@ export class Enrollment {
       }, { extra: () => [this.put(used), ...(wopts.extra?.() ?? [])] })
       return certificate ? { status: 'approved', certificate } : { status: 'quarantine' }
     })
+  }
+
+  /**
+   * What an endpoint that enrolled already asks again: its status, and its certificate once
+   * approved. The request must be signed by the key the link's handshake proved (`remoteKeyid`),
+   * so only the endpoint itself learns it; no token use is taken. Null for a key that is not in
+   * quarantine or approved (it enrolls anew with enroll()).
+   */
+  async status (request: Envelope | Uint8Array | string, remoteKeyid: string): Promise<EnrollResult | null> {
+    const req = this.#checkRequest(request)
+    if (req.holder !== remoteKeyid) throw PatchswarmError.WRONG_HOLDER(`the request is for ${req.holder.slice(0, 12)}…, but came from ${String(remoteKeyid).slice(0, 12)}…`)
+    const record = await this.endpoints.byKeyid(req.holder)
+    if (record?.status === 'quarantine') return { status: 'quarantine' }
+    if (record?.status === 'approved' && record.certificate) return { status: 'approved', certificate: record.certificate }
+    return null
+  }
+
+  #checkRequest (request: Envelope | Uint8Array | string): EnrollmentRequest {
+    const envelope = typeof request === 'string' || request instanceof Uint8Array ? parseEnvelope(request) : checkEnvelope(request)
+    const req = parseEnrollmentRequest(envelope.signed)
+    if (!verifyEnvelope(envelope, { keyids: [req.holder], threshold: 1 }).ok) {
+      throw PatchswarmError.BAD_SIGNATURE(`the enrollment request is not signed by its holder ${req.holder.slice(0, 12)}…`)
+    }
+    if (req.org !== this.org) throw PatchswarmError.WRONG_ORGANISATION(`the request is for ${req.org}, not ${this.org}`)
+    return req
   }
 
   /** Quarantine → approved, with a fresh certificate for its current tenant and site. */

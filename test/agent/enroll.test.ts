@@ -40,23 +40,18 @@ await console.fleet.createTenant(OWNER, { parent: '', name: 'msp-1', kind: 'msp'
 await console.fleet.createTenant(OWNER, { parent: 'msp-1', name: 'acme', kind: 'customer' })
 await console.fleet.createTenant(OWNER, { parent: 'msp-1/acme', name: 'pilot', kind: 'group' })
 
-// The console's enrollment handler as `patchswarm console` wires it. With `answerKnownKeys`, it
-// also gives the answer proposed for a key that is enrolled already (see the quarantine test).
+// The console's enrollment handler as ConsoleSwarm wires it. With `answerKnownKeys` off, it
+// behaves like a console without Enrollment.status (see the quarantine test).
 let answerKnownKeys = false
 const listener = new EnrollmentListener({
   bootstrap: testnet.bootstrap,
   host: '127.0.0.1',
   keyPair: console.enrollKeyPair,
   handle: async (request, remote) => {
-    try {
-      return { ...await console.enrollment.enroll(request as never), root: console.rootEnvelope }
-    } catch (err) {
-      // enroll() checked the holder's signature and the token before it said ALREADY_EXISTS.
-      const holder = (request as { signed?: { holder?: string } }).signed?.holder
-      if (!answerKnownKeys || !isPatchswarmError(err, 'ALREADY_EXISTS') || holder !== remote) throw err
-      const record = await console.endpoints.get(holder)
-      return { status: record.status === 'approved' ? 'approved' : 'quarantine', ...(record.certificate ? { certificate: record.certificate } : {}), root: console.rootEnvelope }
-    }
+    // Enrollment.status answers a key that enrolled already (as ConsoleSwarm does); without it,
+    // the console refuses the second request with ALREADY_EXISTS.
+    const known = answerKnownKeys ? await console.enrollment.status(request as never, remote) : null
+    return { ...(known ?? await console.enrollment.enroll(request as never)), root: console.rootEnvelope }
   }
 })
 t.teardown(() => listener.close())
