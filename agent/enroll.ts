@@ -158,7 +158,9 @@ export interface EnrollOutcome extends EnrollmentSummary {
 const answerSchema = z.object({
   status: z.enum(['quarantine', 'approved']),
   certificate: z.unknown().optional(),
-  root: z.unknown()
+  root: z.unknown(),
+  /** The console's key on the organisation swarm: where check-ins and reports go. */
+  console: keyid.optional()
 })
 
 export async function enrollAgent (opts: EnrollOptions): Promise<EnrollOutcome> {
@@ -211,7 +213,7 @@ export async function enrollAgent (opts: EnrollOptions): Promise<EnrollOutcome> 
     }
 
     const at = now()
-    const { rootEnvelope, certificate } = verifyAnswer(answer, token, keyPair, at)
+    const { rootEnvelope, certificate, consoleKey } = verifyAnswer(answer, token, keyPair, at)
     await pin(trust, rootEnvelope)
     const state: EnrollmentState = {
       ...newState(token, keyPair, hostname, platform, at),
@@ -220,7 +222,7 @@ export async function enrollAgent (opts: EnrollOptions): Promise<EnrollOutcome> 
       ...(certificate ? { certificate } : {})
     }
     await writeEnrollment(paths.dir, state)
-    await writeConfig(paths.dir, configFor(paths, token, link, config))
+    await writeConfig(paths.dir, configFor(paths, token, link, config, consoleKey))
     return outcome(paths, state, {})
   } finally {
     await db.close()
@@ -245,7 +247,7 @@ async function identity (paths: AgentPaths, previous: EnrollmentState | null): P
 }
 
 /** The answer, checked in full before anything of it is written. */
-function verifyAnswer (answer: unknown, token: TokenPayload, keyPair: KeyPair, now: Date): { rootEnvelope: Envelope, certificate: Envelope<CertificateDocument> | undefined } {
+function verifyAnswer (answer: unknown, token: TokenPayload, keyPair: KeyPair, now: Date): { rootEnvelope: Envelope, certificate: Envelope<CertificateDocument> | undefined, consoleKey?: string } {
   const shape = answerSchema.safeParse(answer)
   if (!shape.success) {
     const issue = shape.error.issues[0]!
@@ -257,11 +259,12 @@ function verifyAnswer (answer: unknown, token: TokenPayload, keyPair: KeyPair, n
   }
   const root = verifySelfSignedRoot(rootEnvelope)
   if (root.org !== token.org) throw PatchswarmError.WRONG_ORGANISATION(`the console's root is for ${root.org}, the token for ${token.org}`)
-  if (shape.data.status === 'quarantine') return { rootEnvelope, certificate: undefined }
+  const consoleKey = shape.data.console !== undefined ? { consoleKey: shape.data.console } : {}
+  if (shape.data.status === 'quarantine') return { rootEnvelope, certificate: undefined, ...consoleKey }
   if (shape.data.certificate === undefined) throw PatchswarmError.PROTOCOL_ERROR('the console approved the endpoint but sent no certificate')
   const certificate = checkEnvelope(shape.data.certificate) as Envelope<CertificateDocument>
   verifyCertificate(root, certificate, { now, remotePublicKey: keyPair.publicKey })
-  return { rootEnvelope, certificate }
+  return { rootEnvelope, certificate, ...consoleKey }
 }
 
 /** Pins the root; a folder that pinned an older root of the organisation walks it forward. */
@@ -290,11 +293,11 @@ function newState (token: TokenPayload, keyPair: KeyPair, hostname: string, plat
 }
 
 /** A new folder's config, or the existing one with what this run was told. */
-function configFor (paths: AgentPaths, token: TokenPayload, link: { bootstrap: Bootstrap, host?: string, firewalled?: boolean }, config: AgentConfig | null) {
+function configFor (paths: AgentPaths, token: TokenPayload, link: { bootstrap: Bootstrap, host?: string, firewalled?: boolean }, config: AgentConfig | null, consoleKey?: string) {
   return {
     ...(config ?? { installRoot: paths.install }),
     org: token.org,
-    console: { ...config?.console, enrollKey: token.console },
+    console: { ...config?.console, enrollKey: token.console, ...pick('consoleKey', consoleKey) },
     bootstrap: link.bootstrap,
     ...pick('host', link.host),
     ...pick('firewalled', link.firewalled)

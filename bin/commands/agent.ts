@@ -1,4 +1,5 @@
-// `patchswarm agent enroll|status`: the endpoint agent's data folder, enrollment and state.
+// `patchswarm agent enroll|run|status`: the endpoint agent's enrollment, its daemon, and its state.
+import { Agent } from '../../agent/agent.js'
 import { type Command, Option } from 'commander'
 import { PatchswarmError } from '../../lib/errors.js'
 import { DEFAULT_DATA_DIR } from '../../agent/config.js'
@@ -6,7 +7,7 @@ import { enrollAgent, type EnrollOutcome } from '../../agent/enroll.js'
 import { readAgentStatus, type AgentStatus } from '../../agent/status.js'
 import type { CliContext } from '../cli.js'
 import { parseBootstrap } from './console.js'
-import { parseDuration } from './options.js'
+import { parseDuration, parsePositiveInt } from './options.js'
 import { table } from './admin.js'
 
 interface EnrollCommandOptions {
@@ -55,7 +56,7 @@ function statusText (s: AgentStatus): string {
 }
 
 export function registerAgentCommands (program: Command, ctx: CliContext): void {
-  const agent = program.command('agent').description('the endpoint agent: enrollment and state of its data folder')
+  const agent = program.command('agent').description('the endpoint agent: enroll, run, status')
 
   agent.command('enroll')
     .description('enroll this machine with a console, using an enrollment token (or $PATCHSWARM_ENROLL_TOKEN)')
@@ -80,6 +81,27 @@ export function registerAgentCommands (program: Command, ctx: CliContext): void 
         now: () => ctx.io.now()
       })
       ctx.print(opts, () => enrolledText(outcome), outcome)
+    })
+
+  agent.command('run')
+    .description('run the agent: check in, download from peers, install inside maintenance windows, report')
+    .option('--data <dir>', "the agent's data folder", DEFAULT_DATA_DIR)
+    .option('--check-in <ms>', 'check in every so many ms instead of the configured cron (tests, demos)', parsePositiveInt)
+    .option('--verbose', 'log each step as JSON lines on stderr (default: errors only)')
+    .action(async (opts: { data: string, checkIn?: number, verbose?: boolean }) => {
+      const log = (line: string) => { if (opts.verbose) ctx.io.stderr(JSON.stringify({ at: new Date().toISOString(), msg: line }) + '\n') }
+      const daemon = await Agent.open(ctx.resolve(opts.data), { log, ...(opts.checkIn ? { checkInMs: opts.checkIn } : {}) })
+      try {
+        daemon.runner.on('transition', (tr) => log(`${tr.release.name} ${tr.release.packageVersion}: ${tr.from} → ${tr.to}`))
+        await daemon.start()
+        log(`agent ${daemon.keyid.slice(0, 16)}… running in ${daemon.dir}`)
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve())
+          process.once('SIGTERM', () => resolve())
+        })
+      } finally {
+        await daemon.close()
+      }
     })
 
   agent.command('status')
