@@ -30,6 +30,9 @@ import { execInstaller } from './installers/exec.js'
 import { createFilesInstaller } from './installers/files.js'
 import { run } from './installers/run.js'
 import { collectInventory } from './inventory.js'
+import { writeAtomic } from '../lib/crypto/keyfile.js'
+import { windowState } from '../lib/policy/windows.js'
+import type { LiveStatus } from './status.js'
 
 export const AGENT_VERSION = '0.1.0'
 const MAX_SLEEP_MS = 60_000
@@ -62,7 +65,7 @@ export class Agent {
   readonly #log: (line: string) => void
   readonly #opts: AgentOptions
   #timer: NodeJS.Timeout | null = null
-  #checkIn: { stop (): void } | null = null
+  #checkIn: { stop (): void, next (): Date | null } | null = null
   #stepping: Promise<void> = Promise.resolve()
   #again = false
   #closing: Promise<void> | undefined
@@ -159,11 +162,12 @@ export class Agent {
     if (this.#opts.checkInMs !== undefined) {
       const t = setInterval(() => this.#sync(), this.#opts.checkInMs)
       t.unref()
-      this.#checkIn = { stop: () => clearInterval(t) }
+      const every = this.#opts.checkInMs
+      this.#checkIn = { stop: () => clearInterval(t), next: () => new Date(this.#clock().getTime() + every) }
     } else {
       const jitter = this.config.checkIn.jitterSeconds * 1000
       const task = cron.schedule(this.config.checkIn.cron, () => { setTimeout(() => this.#sync(), Math.random() * jitter).unref() })
-      this.#checkIn = { stop: () => { task.stop(); void task.destroy() } }
+      this.#checkIn = { stop: () => { task.stop(); void task.destroy() }, next: () => task.getNextRun() }
     }
     this.wake()
   }
@@ -178,6 +182,7 @@ export class Agent {
         if (this.#timer) clearTimeout(this.#timer)
         try {
           const result = await this.runner.step()
+          await this.#publishStatus(result.nextWakeAt).catch((err) => this.#log(`status: ${(err as Error).message}`))
           const next = result.nextWakeAt ? Math.max(0, result.nextWakeAt.getTime() - this.#clock().getTime()) : MAX_SLEEP_MS
           if (!this.#closing) {
             this.#timer = setTimeout(() => this.wake(), Math.min(next, MAX_SLEEP_MS))
@@ -288,6 +293,33 @@ export class Agent {
       }
     }
     this.wake()
+  }
+
+  /**
+   * Writes status.json for `patchswarm agent status`, which cannot open the database while the
+   * agent holds it: jobs, breakers, the maintenance window, the next check-in, the outbox.
+   */
+  async #publishStatus (nextWakeAt: Date | undefined): Promise<void> {
+    const now = this.#clock()
+    const policy = (await this.#state.get('policy') as JobPolicy | undefined) ?? DEFAULT_POLICY
+    const window = policy.windows === null ? null : windowState(policy.windows, now)
+    const live: LiveStatus = {
+      at: now.toISOString(),
+      pid: process.pid,
+      endpoint: this.keyid,
+      jobs: this.runner.status(),
+      windows: policy.windows,
+      window: window === null
+        ? null
+        : { open: window.open, ...(window.closesAt ? { closesAt: window.closesAt.toISOString() } : {}), ...(window.nextOpen ? { nextOpen: window.nextOpen.toISOString() } : {}) },
+      forceAfterDeadline: policy.forceAfterDeadline,
+      rebootAllowed: policy.rebootAllowed,
+      nextStep: nextWakeAt?.toISOString() ?? null,
+      nextCheckIn: this.#checkIn?.next()?.toISOString() ?? null,
+      outbox: await this.outbox.stats(),
+      consoleConnected: this.#consolePeers().length > 0
+    }
+    await writeAtomic(agentPaths(this.dir).status, JSON.stringify(live, null, 2) + '\n', 0o600)
   }
 
   async #inventory (): Promise<void> {

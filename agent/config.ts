@@ -37,6 +37,8 @@ export interface AgentPaths {
   packages: string
   work: string
   install: string
+  /** Written by the running agent for `agent status`. */
+  status: string
 }
 
 export function agentPaths (dir: string): AgentPaths {
@@ -49,7 +51,8 @@ export function agentPaths (dir: string): AgentPaths {
     db: path.join(d, 'db'),
     packages: path.join(d, 'packages'),
     work: path.join(d, 'work'),
-    install: path.join(d, 'install')
+    install: path.join(d, 'install'),
+    status: path.join(d, 'status.json')
   }
 }
 

@@ -9,6 +9,27 @@ import { agentPaths, readConfigIfAny, type AgentConfig } from './config.js'
 import { agentTrust, readEnrollment, summarizeEnrollment, type EnrollmentSummary } from './enroll.js'
 import { AGENT_SUBLEVELS } from './store.js'
 import type { JobRecord } from './jobs.js'
+import type { JobStatus } from './job-runner.js'
+import type { MaintenanceWindow } from '../lib/policy/windows.js'
+import type { OutboxStats } from './outbox.js'
+
+/** What a running agent publishes in status.json after each step (agent/agent.ts). */
+export interface LiveStatus {
+  at: string
+  pid: number
+  endpoint: string
+  jobs: JobStatus[]
+  /** The policy's maintenance windows; null: installs may run at any time. */
+  windows: MaintenanceWindow[] | null
+  window: { open: boolean, closesAt?: string, nextOpen?: string } | null
+  forceAfterDeadline: boolean
+  rebootAllowed: boolean
+  /** When the job runner next has something to do. */
+  nextStep: string | null
+  nextCheckIn: string | null
+  outbox: OutboxStats
+  consoleConnected: boolean
+}
 
 export const MAX_JOBS_SHOWN = 1000
 
@@ -37,6 +58,8 @@ export interface AgentStatus {
   jobs: JobRow[] | null
   /** More jobs exist than MAX_JOBS_SHOWN. */
   jobsTruncated: boolean
+  /** What the running agent last published (status.json), with whether that process still runs. */
+  live: (LiveStatus & { running: boolean }) | null
 }
 
 export async function readAgentStatus (dir: string): Promise<AgentStatus> {
@@ -51,7 +74,8 @@ export async function readAgentStatus (dir: string): Promise<AgentStatus> {
     database: 'absent',
     root: null,
     jobs: null,
-    jobsTruncated: false
+    jobsTruncated: false,
+    live: await readLive(paths.status)
   }
   // openDatabase would create the folder; a status must not.
   try { await fs.access(paths.db) } catch { return status }
@@ -60,8 +84,7 @@ export async function readAgentStatus (dir: string): Promise<AgentStatus> {
     db = await openDatabase(paths.db)
   } catch (err) {
     if (!isPatchswarmError(err, 'IN_USE')) throw err
-    // HOOK (agent/agent.ts): while the agent runs it owns the DB; it could publish jobs, breaker
-    // state, windows and the next run in a status file or on a socket, read here instead.
+    // While the agent runs it owns the DB; what it published in status.json stands in.
     return { ...status, database: 'in-use' }
   }
   try {
@@ -70,8 +93,6 @@ export async function readAgentStatus (dir: string): Promise<AgentStatus> {
     const root = trust.root
     const rootEnvelope = trust.rootEnvelope
     const { rows, truncated } = await readJobs(db)
-    // HOOK (agent/agent.ts): maintenance windows and the next check-in go here once the daemon
-    // keeps them in the DB; jobs (with their breakers) are read below.
     return {
       ...status,
       database: 'read',
@@ -82,6 +103,18 @@ export async function readAgentStatus (dir: string): Promise<AgentStatus> {
   } finally {
     await db.close()
   }
+}
+
+async function readLive (file: string): Promise<AgentStatus['live']> {
+  let live: LiveStatus
+  try {
+    live = JSON.parse(await fs.readFile(file, 'utf8')) as LiveStatus
+  } catch {
+    return null // absent, or caught mid-write by an older agent: status shows what the DB has
+  }
+  let running = false
+  try { process.kill(live.pid, 0); running = true } catch {}
+  return { ...live, running }
 }
 
 /**

@@ -43,10 +43,23 @@ function statusText (s: AgentStatus): string {
       ['console key', e.enrollKey]
     )
   }
-  if (s.database === 'in-use') rows.push(['database', 'in use by the running agent: root and jobs not shown'])
+  const live = s.live
+  if (live) {
+    rows.push(['agent', `${live.running ? 'running' : 'not running'} (pid ${live.pid}, status of ${live.at})`])
+    rows.push(['console', live.consoleConnected ? 'connected' : 'not connected'])
+    rows.push(['window', live.window === null ? 'none set: installs may run any time' : live.window.open ? `open until ${live.window.closesAt ?? '—'}` : `closed; next opens ${live.window.nextOpen ?? 'never'}`])
+    if (live.windows) for (const w of live.windows) rows.push(['', `${w.cron} for ${w.durationMinutes} min (${w.timezone})`])
+    rows.push(['next check-in', live.nextCheckIn ?? '—'], ['next step', live.nextStep ?? 'on the next directive'])
+    rows.push(['outbox', `${live.outbox.pending} event(s) waiting for the console${live.outbox.oldestAt ? `, oldest ${live.outbox.oldestAt}` : ''}`])
+  }
+  if (s.database === 'in-use' && !live) rows.push(['database', 'in use by the running agent: root and jobs not shown'])
   if (s.root) rows.push(['root', `v${s.root.version} of ${s.root.org}, expires ${s.root.expires}`])
   const width = Math.max(...rows.map(([k]) => k.length))
   const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`)
+  if (live && s.jobs === null) {
+    const jobs = live.jobs.map((j) => ({ job: `${j.name}@${j.packageVersion}`, state: j.state, attempt: j.attempt, next: j.nextAttemptAt ?? '', breaker: j.breaker === 'open' ? `open: ${j.breakerReason ?? ''}` : '', last: j.lastCode ?? '' }))
+    lines.push('', 'jobs', table(jobs, ['job', 'state', 'attempt', 'next', 'breaker', 'last']))
+  }
   if (s.jobs !== null) {
     const rows = s.jobs.map((j) => ({ job: j.release ?? j.key, state: j.state ?? '?', next: j.nextAttemptAt ?? '', breaker: j.breaker ? `open: ${j.breaker}` : '' }))
     lines.push('', 'jobs', table(rows, ['job', 'state', 'next', 'breaker']))

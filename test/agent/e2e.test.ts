@@ -10,6 +10,7 @@ import { AdminApi } from '../../lib/console/api.js'
 import { makeConsoleOrg, openConsole, OWNER } from '../../fixtures/console-org.js'
 import { enrollAgent } from '../../agent/enroll.js'
 import { Agent } from '../../agent/agent.js'
+import { readAgentStatus } from '../../agent/status.js'
 import { sshKey } from '../fleet/helpers.js'
 
 async function until (what: string, fn: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
@@ -66,4 +67,11 @@ t.test('console and agent: enroll, roll out, install, report', async (t) => {
   t.equal(kpis.compliant, 1)
   t.ok(kpis.bytes.origin > 0, 'bytes by source reached the console')
   t.same(console.ingestor.counters.rejected, {}, 'nothing the agent sent was rejected')
+
+  // agent status works while the agent holds its database, from what it publishes.
+  await until('status.json to show the install', async () => (await readAgentStatus(agentDir)).live?.jobs.some((j) => j.state === 'installed') === true)
+  const status = await readAgentStatus(agentDir)
+  t.equal(status.database, 'in-use')
+  t.equal(status.live?.running, true)
+  t.equal(status.live?.window, null, 'no windows set: installs may run any time')
 })
