@@ -38,6 +38,8 @@ export const AGENT_VERSION = '0.1.0'
 const MAX_SLEEP_MS = 60_000
 /** Inventory events stay well inside MAX_EVENT_BYTES (64 KiB) with the envelope around them. */
 const INVENTORY_BYTES = 40 * 1024
+/** Least time between two DHT lookups for a console that is not connected. */
+const REFRESH_MS = 5000
 const DEFAULT_POLICY: JobPolicy = { windows: null, forceAfterDeadline: false, rebootAllowed: false }
 
 export interface AgentOptions {
@@ -70,6 +72,7 @@ export class Agent {
   #again = false
   #closing: Promise<void> | undefined
   #sending = false
+  #lastRefresh = 0
 
   private constructor (init: { dir: string, config: AgentConfig, store: AgentStore, trust: TrustedState, node: SwarmNode, packages: PackageStore, outbox: AgentOutbox, runner: JobRunner, keyid: string, tenant: string, state: Sublevel, opts: AgentOptions }) {
     this.dir = init.dir
@@ -229,7 +232,15 @@ export class Agent {
 
   #sync (): void {
     const directive = this.trust.directive?.directive.version ?? 0
-    for (const key of this.#consolePeers()) this.node.sendControl(key, LINK.SYNC, encodeLink({ directive }))
+    const consoles = this.#consolePeers()
+    for (const key of consoles) this.node.sendControl(key, LINK.SYNC, encodeLink({ directive }))
+    // Not connected to the console: look the topic up again (two nodes that joined at the same
+    // moment can miss each other until the DHT's next refresh, minutes later).
+    const now = Date.now()
+    if (consoles.length === 0 && now - this.#lastRefresh > REFRESH_MS) {
+      this.#lastRefresh = now
+      this.node.refresh().catch((err) => this.#log(`refresh: ${(err as Error).message}`))
+    }
   }
 
   /** Sends pending events (one batch in flight at a time); the ack triggers the next batch. */

@@ -11,6 +11,7 @@ import { registerDemoCommand } from './commands/demo.js'
 import { registerEvidenceCommand } from './commands/evidence.js'
 import { registerConsoleCommand } from './commands/console.js'
 import { registerAdminCommands } from './commands/admin.js'
+import { registerDhtCommand } from './commands/dht.js'
 import { registerAgentCommands } from './commands/agent.js'
 
 export interface CliIO {
@@ -57,6 +58,7 @@ export function createProgram (ctx: CliContext): Command {
   registerEvidenceCommand(program, ctx)
   registerConsoleCommand(program, ctx)
   registerAdminCommands(program, ctx)
+  registerDhtCommand(program, ctx)
   registerAgentCommands(program, ctx)
   for (const cmd of program.commands) inheritSettings(cmd, ctx)
   return program

@@ -9,6 +9,7 @@ import { RpcClient } from '../../lib/console/rpc.js'
 import type { CliContext } from '../cli.js'
 import { DEFAULT_DATA, socketPathFor } from './console.js'
 import { parseDuration, parsePositiveInt, collect, addSeconds } from './options.js'
+import { writeAtomic } from '../../lib/crypto/keyfile.js'
 
 interface Common { as?: string, socket?: string, data?: string, json?: boolean }
 
@@ -47,7 +48,9 @@ async function callConsole (ctx: CliContext, opts: Common, method: string, param
 /** Registers `group name` calling `method`; `params` maps the arguments, `human` renders the result. */
 function remote (parent: Command, ctx: CliContext, spec: {
   name: string, description: string, args?: string[], options?: (c: Command) => Command,
-  method: string, params: (args: string[], opts: any) => unknown[] | Promise<unknown[]>, human: (result: any, opts: any) => string
+  method: string, params: (args: string[], opts: any) => unknown[] | Promise<unknown[]>, human: (result: any, opts: any) => string,
+  /** Runs after the call, before printing (e.g. writing a file). */
+  after?: (result: any, opts: any) => Promise<void>
 }): void {
   let cmd = parent.command(spec.name).description(spec.description)
   for (const a of spec.args ?? []) cmd = cmd.argument(a)
@@ -56,6 +59,7 @@ function remote (parent: Command, ctx: CliContext, spec: {
     const args = all.slice(0, (spec.args ?? []).length) as string[]
     const opts = all[(spec.args ?? []).length] as Common
     const result = await callConsole(ctx, opts, spec.method, await spec.params(args, opts))
+    await spec.after?.(result, opts)
     ctx.print(opts, () => spec.human(result, opts), result)
   })
 }
@@ -63,6 +67,27 @@ function remote (parent: Command, ctx: CliContext, spec: {
 async function jsonArg (ctx: CliContext, value: string): Promise<unknown> {
   const text = value.trimStart().startsWith('{') || value.trimStart().startsWith('[') ? value : await fs.readFile(ctx.resolve(value), 'utf8')
   try { return JSON.parse(text) } catch (err) { throw PatchswarmError.BAD_ARGUMENT(`not JSON: ${(err as Error).message}`) }
+}
+
+/** `pilot:msp-1/acme/pilot:0.9:0.1:30m` → a phase of a rollout spec. */
+export function parsePhase (text: string): { name: string, select: { tenants?: string[], percent?: number }, successThreshold: number, errorThreshold: number, minSoakMinutes: number } {
+  const [name, select = '', success, errors, soak] = text.split(':')
+  const fraction = (v: string, what: string) => {
+    const n = Number(v)
+    if (v === '' || !(n >= 0 && n <= 1)) throw PatchswarmError.BAD_ARGUMENT(`--phase ${text}: ${what} must be a fraction from 0 to 1`)
+    return n
+  }
+  const percent = /^(\d{1,3})%$/.exec(select)
+  return {
+    name: name!,
+    select: select === '' ? {} : percent ? { percent: Number(percent[1]) } : { tenants: select.split('+') },
+    successThreshold: fraction(success || '0.9', 'success'),
+    errorThreshold: fraction(errors || '0.1', 'errors'),
+    minSoakMinutes: soak ? Math.ceil(seconds(soak) / 60) : 0
+  }
+  function seconds (v: string): number {
+    try { return parseDuration(v) } catch { throw PatchswarmError.BAD_ARGUMENT(`--phase ${text}: soak ${JSON.stringify(v)} is not a duration like 30m or 2h`) }
+  }
 }
 
 export function registerAdminCommands (program: Command, ctx: CliContext): void {
@@ -88,9 +113,11 @@ export function registerAdminCommands (program: Command, ctx: CliContext): void 
 
   const token = program.command('token').description('enrollment tokens')
   remote(token, ctx, { name: 'create', description: 'a token new endpoints enroll with (shown once)', args: ['<scope>'],
-    options: (c) => c.option('--site <name>').option('--expires <duration>', 'valid for', parseDuration, 7 * 86400).option('--uses <n>', 'how many enrollments', parsePositiveInt, 1).option('--auto-approve', 'skip quarantine'),
+    options: (c) => c.option('--site <name>').option('--expires <duration>', 'valid for', parseDuration, 7 * 86400).option('--uses <n>', 'how many enrollments', parsePositiveInt, 1).option('--auto-approve', 'skip quarantine')
+      .option('--out <file>', 'write the token to this file (mode 0600) instead of printing it'),
     method: 'endpoints.createToken', params: ([scope], o) => [{ scope, ...(o.site ? { site: o.site } : {}), expiresAt: addSeconds(now(), o.expires).toISOString(), maxUses: o.uses, autoApprove: o.autoApprove === true }],
-    human: (r) => `token ${r.record.id} for ${r.record.scope} (${r.record.maxUses} use(s), until ${r.record.expiresAt}${r.record.autoApprove ? ', auto-approve' : ''}):\n${r.token}` })
+    after: async (r, o) => { if (o.out) await writeAtomic(ctx.resolve(o.out), r.token + '\n', 0o600) },
+    human: (r, o) => `token ${r.record.id} for ${r.record.scope} (${r.record.maxUses} use(s), until ${r.record.expiresAt}${r.record.autoApprove ? ', auto-approve' : ''})${o.out ? `: written to ${o.out}` : `:\n${r.token}`}` })
   remote(token, ctx, { name: 'list', description: 'tokens', args: ['[under]'], method: 'endpoints.listTokens', params: ([u]) => [{ under: u ?? '' }], human: (ts) => table(ts, ['id', 'scope', 'site', 'state', 'uses', 'maxUses', 'expiresAt']) })
   remote(token, ctx, { name: 'revoke', description: 'revoke a token', args: ['<id>'], method: 'endpoints.revokeToken', params: ([id]) => [id], human: (tk) => `revoked ${tk.id}` })
 
@@ -118,7 +145,19 @@ export function registerAdminCommands (program: Command, ctx: CliContext): void 
   remote(releases, ctx, { name: 'approve', description: 'approve a release for a tenant subtree', args: ['<hash>', '<tenant>'], method: 'releases.approve', params: ([h, tn]) => [h, tn], human: (r) => `approved ${r.name} ${r.version} for ${r.approvedFor.join(', ')}` })
 
   const rollout = program.command('rollout').description('staged rollouts')
-  remote(rollout, ctx, { name: 'create', description: 'plan a rollout from a JSON spec { id, release, target, phases, deadline? }', args: ['<json-or-file>'], method: 'rollouts.create', params: async ([j]) => [await jsonArg(ctx, j!)], human: (r) => `rollout ${r.id}: ${r.state}, phases ${r.phases.map((p: Row) => `${p.name}(${(p.endpoints as string[]).length})`).join(' → ')}` })
+  remote(rollout, ctx, { name: 'create', description: 'plan a rollout: an id with --release, --target and --phase …, or a JSON spec { id, release, target, phases, deadline? }', args: ['<id-or-json>'],
+    options: (c) => c.option('--release <ref>', 'the release: name@version or its hash')
+      .option('--target <tenant>', 'the tenant (customer, group …) to roll out to')
+      .option('--phase <name[:select[:success[:errors[:soak]]]]>', "a ring, in order; select is a tenant path (several joined by +), N% of the rest, or empty for the rest (the last phase); success and errors are fractions (default 0.9 and 0.1), soak like 30m (default 0); repeatable", collect)
+      .option('--deadline <duration>', 'install by then even outside maintenance windows (where the policy forces)', parseDuration),
+    method: 'rollouts.create',
+    params: async ([arg], o) => {
+      if (arg!.trimStart().startsWith('{') || arg!.endsWith('.json')) return [await jsonArg(ctx, arg!)]
+      if (!o.release || !o.target) throw PatchswarmError.BAD_ARGUMENT('a rollout needs --release and --target (or a JSON spec)')
+      const phases = (o.phase ?? ['all']).map(parsePhase)
+      return [{ id: arg, release: o.release, target: { tenant: o.target }, phases, ...(o.deadline ? { deadline: addSeconds(now(), o.deadline).toISOString() } : {}) }]
+    },
+    human: (r) => `rollout ${r.id}: ${r.state}, phases ${r.phases.map((p: Row) => `${p.name}(${(p.endpoints as string[]).length})`).join(' → ')}` })
   remote(rollout, ctx, { name: 'list', description: 'rollouts', args: ['[tenant]'], method: 'rollouts.list', params: ([tn]) => [{ tenant: tn ?? '' }],
     human: (rs) => table(rs.map((r: any) => ({ id: r.id, release: `${r.spec.release.name} ${r.spec.release.packageVersion}`, target: r.spec.target.tenant, state: r.state, phases: r.phases.map((p: Row) => `${p.name}:${p.state}`).join(' ') })), ['id', 'release', 'target', 'state', 'phases']) })
   remote(rollout, ctx, { name: 'show', description: 'one rollout', args: ['<id>'], method: 'rollouts.get', params: ([id]) => [id], human: (r) => JSON.stringify(r, null, 2) })
@@ -138,10 +177,13 @@ export function registerAdminCommands (program: Command, ctx: CliContext): void 
   for (const format of ['json', 'csv', 'html'] as const) {
     remote(report, ctx, { name: `export-${format}`, description: `the report of a subtree as ${format.toUpperCase()}`, args: ['[path]'], options: (c) => c.option('--out <file>', 'write it here instead of stdout'),
       method: 'reports.export', params: ([p]) => [p ?? '', format],
-      human: (text, o) => { if (o.out) { void fs.writeFile(ctx.resolve(o.out), text); return `wrote ${o.out}` } return text } })
+      after: async (text, o) => { if (o.out) await fs.writeFile(ctx.resolve(o.out), text) },
+      human: (text, o) => o.out ? `wrote ${o.out}` : text })
   }
   remote(report, ctx, { name: 'evidence', description: 'the endpoint-signed events of a subtree, for patchswarm verify-evidence', args: ['[path]'], options: (c) => c.requiredOption('--out <file>', 'the bundle file'),
-    method: 'reports.evidence', params: ([p]) => [p ?? ''], human: () => 'written' })
+    method: 'reports.evidence', params: ([p]) => [p ?? ''],
+    after: async (text, o) => { await fs.writeFile(ctx.resolve(o.out), text) },
+    human: (_, o) => `wrote ${o.out}` })
   remote(report, ctx, { name: 'counters', description: 'ingestion counters: accepted, duplicates, rejections by code', method: 'reports.counters', params: () => [], human: (c) => JSON.stringify(c, null, 2) })
 
   const webhook = program.command('webhook').description('webhooks for ticketing')

@@ -9,9 +9,10 @@ import type { CliContext } from '../cli.js'
 import { parseBootstrap } from './console.js'
 import { parseDuration, parsePositiveInt } from './options.js'
 import { table } from './admin.js'
+import { readFileBytes } from './documents.js'
 
 interface EnrollCommandOptions {
-  token?: string, data: string, bootstrap?: string, host?: string, hostname?: string, timeout: number, json?: boolean
+  token?: string, tokenFile?: string, data: string, bootstrap?: string, host?: string, hostname?: string, timeout: number, json?: boolean
 }
 
 const short = (keyid: string) => `${keyid.slice(0, 16)}…`
@@ -74,6 +75,7 @@ export function registerAgentCommands (program: Command, ctx: CliContext): void 
   agent.command('enroll')
     .description('enroll this machine with a console, using an enrollment token (or $PATCHSWARM_ENROLL_TOKEN)')
     .option('--token <token>', 'the enrollment token (pst1.…)')
+    .option('--token-file <file>', 'read the token from this file (keeps it out of the process list)')
     .option('--data <dir>', "the agent's data folder", DEFAULT_DATA_DIR)
     .option('--bootstrap <host:port,…>', "DHT bootstrap nodes (default: the folder's config, else the public DHT)")
     .option('--host <address>', 'address to bind the DHT node to (e.g. 127.0.0.1)')
@@ -82,7 +84,7 @@ export function registerAgentCommands (program: Command, ctx: CliContext): void 
     .option('--json', 'print the outcome as JSON')
     .action(async (opts: EnrollCommandOptions) => {
       // The environment keeps the token out of the process list.
-      const token = opts.token ?? ctx.io.env.PATCHSWARM_ENROLL_TOKEN
+      const token = opts.token ?? (opts.tokenFile ? (await readFileBytes(ctx.resolve(opts.tokenFile), 'token file')).toString('utf8').trim() : undefined) ?? ctx.io.env.PATCHSWARM_ENROLL_TOKEN
       if (!token) throw PatchswarmError.BAD_ARGUMENT('give the enrollment token: --token <token> (or set PATCHSWARM_ENROLL_TOKEN)')
       const outcome = await enrollAgent({
         dir: ctx.resolve(opts.data),
@@ -107,7 +109,7 @@ export function registerAgentCommands (program: Command, ctx: CliContext): void 
       try {
         daemon.runner.on('transition', (tr) => log(`${tr.release.name} ${tr.release.packageVersion}: ${tr.from} → ${tr.to}`))
         await daemon.start()
-        log(`agent ${daemon.keyid.slice(0, 16)}… running in ${daemon.dir}`)
+        ctx.io.stdout(`agent ${daemon.keyid.slice(0, 16)}… of ${daemon.config.org} running in ${daemon.dir} (Ctrl-C stops it)\n`)
         await new Promise<void>((resolve) => {
           process.once('SIGINT', () => resolve())
           process.once('SIGTERM', () => resolve())

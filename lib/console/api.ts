@@ -168,13 +168,13 @@ export class ReleasesApi {
   approve (actor: string, hash: string, tenant: string): Promise<ReleaseView> {
     let release: VerifiedRelease | null = null
     return call(this.#c.fleet.gate, actor, 'release.approve', `${String(hash).slice(0, 16)} for ${String(tenant)}`, true,
-      () => { const path = assertTenantPath(tenant); release = releaseOf(this.#c, hash); return [path] },
+      (a) => { const path = assertTenantPath(tenant); release = releaseOf(this.#c, hash, a); return [path] },
       (a, t) => onAll('release.approve')(a, t) && knowsRelease(a, 'release.approve', release),
       async (a, w) => {
-        const r = this.#c.release(hash)
+        const r = release ?? this.#c.release(hash)
         if (!isWithinTenant(tenant, r.release.scope)) throw PatchswarmError.OUTSIDE_DELEGATION(`${tenant} is outside the release's scope ${JSON.stringify(r.release.scope)}`)
-        await this.#c.db.batch([...this.#c.approvalOps(hash, [...await this.#c.approvals(hash), tenant]), ...(w.extra?.() ?? [])] as never)
-        return this.#view(hash, a)
+        await this.#c.db.batch([...this.#c.approvalOps(r.envelopeHash, [...await this.#c.approvals(r.envelopeHash), tenant]), ...(w.extra?.() ?? [])] as never)
+        return this.#view(r.envelopeHash, a)
       })
   }
 
@@ -195,8 +195,18 @@ export class ReleasesApi {
   }
 }
 
-function releaseOf (c: Console, hash: unknown): VerifiedRelease | null {
-  return typeof hash === 'string' ? c.trust.releaseByHash(hash) : null
+/**
+ * The release a call names: by envelope hash, or as `name@version` (`name@version@platform` when
+ * several platforms share a version) among the releases `a` may see.
+ */
+function releaseOf (c: Console, ref: unknown, a: Admin): VerifiedRelease | null {
+  if (typeof ref !== 'string') return null
+  if (/^[0-9a-f]{64}$/.test(ref)) return c.trust.releaseByHash(ref)
+  const [name, version, platform] = ref.split('@')
+  const found = c.trust.releases().filter((r) => r.release.name === name && r.release.packageVersion === version &&
+    (platform === undefined || r.release.platform === platform) && overlaps(a, 'rollout.read', r.release.scope))
+  if (found.length > 1) throw PatchswarmError.BAD_ARGUMENT(`${ref} names ${found.length} releases (platforms ${found.map((r) => r.release.platform).join(', ')}): add @platform or give the hash`)
+  return found[0] ?? null
 }
 
 /**
@@ -216,7 +226,7 @@ function safeParse (s: string): { signed?: { scope?: unknown } } | undefined {
 
 export interface CreateRolloutRequest {
   id: string
-  /** The release's envelope hash (see releases.list). */
+  /** The release: its envelope hash (see releases.list), or name@version. */
   release: string
   target: { tenant: string, endpoints?: string[] }
   phases: Array<{ name: string, select?: { tenants?: string[], endpoints?: string[], percent?: number }, successThreshold: number, errorThreshold: number, minSoakMinutes: number }>
@@ -236,10 +246,10 @@ export class RolloutsApi {
     const tenant = input?.target?.tenant
     let release: VerifiedRelease | null = null
     return call(this.#c.fleet.gate, actor, 'rollout.create', `rollout:${String(input?.id)}`, true,
-      () => { const path = assertTenantPath(tenant, 'target tenant'); release = releaseOf(this.#c, input?.release); return [path] },
+      (a) => { const path = assertTenantPath(tenant, 'target tenant'); release = releaseOf(this.#c, input?.release, a); return [path] },
       (a, t) => onAll('rollout.write')(a, t) && knowsRelease(a, 'rollout.write', release),
       async (a, w) => {
-        const r = this.#c.release(input.release)
+        const r = release ?? this.#c.release(input.release)
         if (!isWithinTenant(tenant, r.release.scope)) throw PatchswarmError.OUTSIDE_DELEGATION(`target ${tenant} is outside the release's scope ${JSON.stringify(r.release.scope)}`)
         const policy = await this.#c.policies.effective(tenant)
         if (requiresApproval(policy.policy, { risk: r.release.risk, signer: r.signer })) {

@@ -57,7 +57,7 @@ export interface LocalTestnet {
 }
 
 /** A DHT of `size` nodes on 127.0.0.1 (or `host`, e.g. inside a test network namespace). */
-export async function startTestnet (size = 3, opts: { host?: string } = {}): Promise<LocalTestnet> {
-  const testnet = await createTestnet(size, { host: opts.host ?? '127.0.0.1' })
+export async function startTestnet (size = 3, opts: { host?: string, port?: number } = {}): Promise<LocalTestnet> {
+  const testnet = await createTestnet(size, { host: opts.host ?? '127.0.0.1', ...(opts.port ? { port: opts.port } : {}) })
   return { bootstrap: testnet.bootstrap, destroy: () => testnet.destroy() }
 }
