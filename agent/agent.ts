@@ -202,9 +202,10 @@ export class Agent {
     this.#closing ??= (async () => {
       if (this.#timer) clearTimeout(this.#timer)
       this.#checkIn?.stop()
+      // The runner aborts a running step and keeps its crash marker: the next start runs it again.
+      await this.runner.close()
       await this.#stepping.catch(() => {})
       await this.node.close()
-      await this.runner.close()
       await this.outbox.close()
       await this.packages.close()
       await this.store.close()

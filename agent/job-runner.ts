@@ -12,23 +12,24 @@
 // whether or not a window is open now, so the endpoint ends fully installed or fully rolled back.
 // Closing the runner aborts a running step and leaves its marker: the next start finishes it.
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import { EventEmitter } from 'node:events'
-import { PatchswarmError, isPatchswarmError } from '../lib/errors.js'
+import { PatchswarmError } from '../lib/errors.js'
 import { Mutex } from '../lib/fleet/common.js'
 import type { Database } from '../lib/store/db.js'
 import type { SignedEvent, JobState } from '../lib/report/event.js'
 import type { VerifiedAssignment } from '../lib/trust/trusted-state.js'
 import type { ReleaseRef } from '../lib/trust/directive.js'
 import { mayInstall } from '../lib/policy/policy.js'
-import { windowState } from '../lib/policy/windows.js'
 import type { InstallContext, InstallResult, InstallerRegistry } from './installers/installer.js'
 import type { AgentFact, AgentOutbox, OutboxFact } from './outbox.js'
 import {
-  DEFAULT_BACKOFF, IN_FLIGHT_STATES, JobStore, boundProblem, checkBackoff, deadlineOf, isDue, jobFact, retryDelay,
-  type Backoff, type CrashMarker, type JobPolicy, type JobProblem, type JobRecord, type MarkerStep
+  DEFAULT_BACKOFF, IN_FLIGHT_STATES, JobStore, boundProblem, checkBackoff, deadlineOf, describe, isDue,
+  jobFact, label, problemOf, retryDelay, statusOf, systemBootId, wakeAt, without,
+  type Backoff, type CrashMarker, type JobPolicy, type JobRecord, type JobStatus, type MarkerStep
 } from './jobs.js'
+
+export type { JobStatus } from './jobs.js'
 
 export const DEFAULT_BREAKER_THRESHOLD = 3
 export const DEFAULT_MAX_ROLLBACK_ATTEMPTS = 3
@@ -76,7 +77,7 @@ export interface JobTransition {
 }
 
 export interface StepResult {
-  /** Changes committed since the previous step() or recover() returned (assign()'s too), in order. */
+  /** What this call changed, in order (assign()'s changes are on the 'transition' event only). */
   transitions: JobTransition[]
   /** The endpoint is being rebooted: nothing more happens until it is back (or rebootRetryMs passed). */
   rebooting: boolean
@@ -84,32 +85,12 @@ export interface StepResult {
   nextWakeAt?: Date
 }
 
-export interface JobStatus {
-  id: string
-  name: string
-  packageVersion: string
-  rollout?: string
-  action: JobRecord['action']
-  state: JobState
-  attempt: number
-  failures: number
-  breaker: 'open' | 'closed'
-  breakerReason?: string
-  nextAttemptAt?: string
-  deadline?: string
-  /** The step a restart would run again. */
-  inFlight?: MarkerStep
-  lastCode?: string
-  lastReason?: string
-  updatedAt: string
-}
-
 export type AssignOutcome =
   | 'created' | 'unchanged' | 'updated' | 'ignored'
   | 'rolled-back' | 'rollback-started' | 'rollback-ordered' | 'breaker-closed'
 
 export interface JobRunnerEvents {
-  /** After each committed change (the batch is on disk). */
+  /** After each committed transition (the batch is on disk), from step(), recover() or assign(). */
   transition: [JobTransition, JobRecord]
 }
 
@@ -123,15 +104,6 @@ interface Change {
 }
 
 type StepName = 'install' | 'health' | 'rollback'
-
-/** The Linux boot id, or elsewhere the boot time to the minute. */
-export async function systemBootId (): Promise<string> {
-  try {
-    return (await fs.readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim()
-  } catch {
-    return `boot-${Math.round((Date.now() - os.uptime() * 1000) / 60_000)}`
-  }
-}
 
 export class JobRunner extends EventEmitter<JobRunnerEvents> {
   private readonly opts: JobRunnerOptions
@@ -205,30 +177,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   }
 
   status (): JobStatus[] {
-    return this.ordered().map((j) => {
-      const s: JobStatus = {
-        id: j.id,
-        name: j.release.name,
-        packageVersion: j.release.packageVersion,
-        action: j.action,
-        state: j.state,
-        attempt: j.attempt,
-        failures: j.failures,
-        breaker: j.breaker ? 'open' : 'closed',
-        updatedAt: j.updatedAt
-      }
-      if (j.rollout !== undefined) s.rollout = j.rollout
-      if (j.breaker) s.breakerReason = j.breaker.reason
-      if (j.nextAttemptAt !== undefined) s.nextAttemptAt = j.nextAttemptAt
-      if (j.deadline !== undefined) s.deadline = j.deadline
-      const m = this.markers.get(j.id)
-      if (m) s.inFlight = m.step
-      if (j.lastError) {
-        s.lastCode = j.lastError.code
-        if (j.lastError.reason !== undefined) s.lastReason = j.lastError.reason
-      }
-      return s
-    })
+    return this.ordered().map((j) => statusOf(j, this.markers.get(j.id)))
   }
 
   /**
@@ -271,13 +220,13 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
           }
           if (a.rollout !== undefined) job.rollout = a.rollout
           if (a.deadline !== undefined) job.deadline = a.deadline
-          await this.commit(undefined, { job, report: true })
+          await this.commit(undefined, { job, report: true }, false)
           return 'created'
         }
         if (cur.action === 'rollback') return 'ignored'
         if (cur.deadline === a.deadline && cur.rollout === a.rollout) return 'unchanged'
         const job = without({ ...cur, deadline: a.deadline, rollout: a.rollout }, a.deadline === undefined ? 'deadline' : null, a.rollout === undefined ? 'rollout' : null)
-        await this.commit(cur, { job, report: false })
+        await this.commit(cur, { job, report: false }, false)
         return 'updated'
       }
 
@@ -285,23 +234,25 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         if (!cur) return 'ignored'
         if (cur.action === 'rollback') return 'unchanged'
         const ordered = without({ ...cur, action: 'rollback' as const }, 'nextAttemptAt')
+        // A rollback the console ordered is no failure: its events carry no failure code.
+        const fresh = without(ordered, 'problem')
         switch (cur.state) {
           case 'assigned': case 'downloading': case 'verified': case 'waiting-window': case 'rolled-back':
             // Nothing of this release is on the endpoint.
-            await this.commit(cur, { job: { ...ordered, state: 'rolled-back' }, marker: null })
+            await this.commit(cur, { job: { ...fresh, state: 'rolled-back' }, marker: null }, false)
             return 'rolled-back'
           case 'installed': case 'reboot-pending':
-            await this.commit(cur, this.startRollback(ordered, now))
+            await this.commit(cur, this.startRollback(fresh, now), false)
             return 'rollback-started'
           case 'failed':
             if (!this.markers.has(id)) {
-              await this.commit(cur, this.startRollback(ordered, now))
+              await this.commit(cur, this.startRollback(fresh, now), false)
               return 'rollback-started'
             }
             break
         }
         // A step is under way (or about to be): it sees the order when it returns.
-        await this.commit(cur, { job: ordered, report: false })
+        await this.commit(cur, { job: ordered, report: false }, false)
         return 'rollback-ordered'
       }
 
@@ -309,7 +260,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         if (!cur) return 'ignored'
         if (!cur.breaker) return 'unchanged'
         if (issued !== undefined && Date.parse(cur.breaker.openedAt) > issued) return 'unchanged'
-        let job: JobRecord = without({ ...cur, failures: 0, rollbackAttempts: 0 }, 'breaker')
+        let job: JobRecord = without({ ...cur, failures: 0, rollbackAttempts: 0 }, 'breaker', 'problem')
         let marker: CrashMarker | undefined
         if (job.action === 'install') {
           job.nextAttemptAt = now.toISOString()
@@ -319,7 +270,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
           marker = c.marker!
         }
         const agent: AgentFact = { state: 'breaker-closed', release: cur.release, reason: 'reset by a directive' }
-        await this.commit(cur, { job, ...(marker ? { marker } : {}), agent: [agent] })
+        await this.commit(cur, { job, ...(marker ? { marker } : {}), agent: [agent] }, false)
         return 'breaker-closed'
       }
       throw PatchswarmError.BAD_ARGUMENT(`unknown action ${JSON.stringify(a.action)}`)
@@ -335,6 +286,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     await this.ready()
     this.assertOpen()
     return this.stepLock.run(async () => {
+      this.history = []
       await this.recoverLocked()
       return this.result()
     })
@@ -345,6 +297,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     await this.ready()
     this.assertOpen()
     return this.stepLock.run(async () => {
+      this.history = []
       await this.recoverLocked()
       if (this.clock().getTime() < this.suspendedUntil) return this.result()
       this.rebootingNow = false
@@ -609,7 +562,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   }
 
   /** One synced batch: job record, marker, events. Call with the write lock held. */
-  private async commit (cur: JobRecord | undefined, change: Change): Promise<JobRecord> {
+  private async commit (cur: JobRecord | undefined, change: Change, fromStep = true): Promise<JobRecord> {
     const now = this.clock()
     const job: JobRecord = { ...change.job, updatedAt: now.toISOString() }
     const ops = this.store.putOps(job)
@@ -624,17 +577,20 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     this.jobs.set(job.id, job)
     if (change.marker === null) this.markers.delete(job.id)
     else if (change.marker !== undefined) this.markers.set(job.id, change.marker)
-    const t: JobTransition = {
-      job: job.id,
-      release: job.release,
-      from: cur?.state ?? job.state,
-      to: job.state,
-      action: job.action,
-      attempt: job.attempt,
-      seqs: events.map((e) => e.signed.seq)
+    // A note in the record (a retry time, a new deadline) is no transition.
+    if (events.length > 0 || cur?.state !== job.state) {
+      const t: JobTransition = {
+        job: job.id,
+        release: job.release,
+        from: cur?.state ?? job.state,
+        to: job.state,
+        action: job.action,
+        attempt: job.attempt,
+        seqs: events.map((e) => e.signed.seq)
+      }
+      if (fromStep) this.history.push(t)
+      this.emit('transition', t, structuredClone(job))
     }
-    this.history.push(t)
-    this.emit('transition', t, structuredClone(job))
     return job
   }
 
@@ -653,34 +609,11 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   private async nextWake (): Promise<Date | undefined> {
     const now = this.clock().getTime()
     if (now < this.suspendedUntil) return new Date(this.suspendedUntil)
-    let policy: JobPolicy | undefined
+    const policy = await this.policy()
     let best = Infinity
-    const consider = (t: number | undefined) => { if (t !== undefined && !Number.isNaN(t)) best = Math.min(best, Math.max(t, now)) }
     for (const job of this.jobs.values()) {
-      const next = job.nextAttemptAt === undefined ? undefined : Date.parse(job.nextAttemptAt)
-      switch (job.state) {
-        case 'assigned': case 'installing': case 'health-check':
-          consider(now)
-          break
-        case 'downloading': case 'rolling-back':
-          consider(next ?? now)
-          break
-        case 'failed': case 'rolled-back':
-          if (this.markers.has(job.id)) consider(now)
-          else if (job.action === 'install' && !job.breaker) consider(next)
-          break
-        case 'verified': case 'waiting-window':
-          policy ??= await this.policy()
-          consider(installOpensAt(policy, now, deadlineOf(job)))
-          break
-        case 'reboot-pending':
-          policy ??= await this.policy()
-          if (policy.rebootAllowed) {
-            const opens = installOpensAt(policy, now, deadlineOf(job))
-            if (opens !== undefined) consider(Math.max(opens, next ?? now))
-          }
-          break
-      }
+      const t = wakeAt(job, this.markers.has(job.id), policy, now)
+      if (t !== undefined) best = Math.min(best, t)
     }
     return best === Infinity ? undefined : new Date(best)
   }
@@ -704,35 +637,4 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   private assertOpen () {
     if (this.closing !== undefined) throw PatchswarmError.CLOSED('the job runner is closed')
   }
-}
-
-/** When an install may start, at `now` or later; undefined when nothing but a policy change opens it. */
-export function installOpensAt (policy: JobPolicy, now: number, deadline?: Date): number | undefined {
-  if (mayInstall(policy, new Date(now), deadline)) return now
-  let t = Infinity
-  const next = windowState(policy.windows ?? [], new Date(now)).nextOpen
-  if (next) t = next.getTime()
-  if (policy.forceAfterDeadline && deadline !== undefined) t = Math.min(t, deadline.getTime())
-  return t === Infinity ? undefined : t
-}
-
-function problemOf (err: unknown, step: string): JobProblem {
-  if (isPatchswarmError(err)) return boundProblem({ code: err.code, reason: `${step}: ${err.detail}` })
-  return boundProblem({ code: 'IO_ERROR', reason: `${step}: ${(err as Error)?.message ?? String(err)}` })
-}
-
-function describe (p: JobProblem | undefined): string {
-  if (!p) return 'unknown'
-  return p.reason ? `${p.code}: ${p.reason}` : p.code
-}
-
-function label (job: JobRecord): string {
-  return `${job.release.name} ${job.release.packageVersion}`
-}
-
-/** A copy without the named keys (so records hold no `undefined` fields). */
-function without<T extends object> (o: T, ...keys: (keyof T | null)[]): T {
-  const copy = { ...o }
-  for (const k of keys) if (k !== null) delete copy[k]
-  return copy
 }

@@ -10,12 +10,15 @@
 // Every change is one synced batch with the job record, the outbox event that reports it, and the
 // crash marker: present while an install, health check, rollback or reboot is under way, so a
 // restart knows which step to run again (installers are re-runnable, see installers/installer.ts).
-import { PatchswarmError } from '../lib/errors.js'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import { PatchswarmError, isPatchswarmError } from '../lib/errors.js'
 import { sublevel, type Database, type Sublevel } from '../lib/store/db.js'
 import type { FleetOp } from '../lib/fleet/common.js'
 import type { ReleaseRef } from '../lib/trust/directive.js'
 import type { InstallSpec } from '../lib/trust/install-spec.js'
-import type { EffectivePolicy } from '../lib/policy/policy.js'
+import { mayInstall, type EffectivePolicy } from '../lib/policy/policy.js'
+import { windowState } from '../lib/policy/windows.js'
 import { MAX_OUTPUT_CHARS, MAX_REASON_CHARS, type JobFact, type JobState } from '../lib/report/event.js'
 import { AGENT_SUBLEVELS } from './store.js'
 
@@ -153,6 +156,118 @@ export function deadlineOf (job: JobRecord): Date | undefined {
 /** Due when no time is set or it has come. */
 export function isDue (job: JobRecord, now: Date): boolean {
   return job.nextAttemptAt === undefined || Date.parse(job.nextAttemptAt) <= now.getTime()
+}
+
+export interface JobStatus {
+  id: string
+  name: string
+  packageVersion: string
+  rollout?: string
+  action: JobRecord['action']
+  state: JobState
+  attempt: number
+  failures: number
+  breaker: 'open' | 'closed'
+  breakerReason?: string
+  nextAttemptAt?: string
+  deadline?: string
+  /** The step a restart would run again. */
+  inFlight?: MarkerStep
+  lastCode?: string
+  lastReason?: string
+  updatedAt: string
+}
+
+/** A job as `agent status` shows it. */
+export function statusOf (j: JobRecord, marker?: CrashMarker): JobStatus {
+  const s: JobStatus = {
+    id: j.id,
+    name: j.release.name,
+    packageVersion: j.release.packageVersion,
+    action: j.action,
+    state: j.state,
+    attempt: j.attempt,
+    failures: j.failures,
+    breaker: j.breaker ? 'open' : 'closed',
+    updatedAt: j.updatedAt
+  }
+  if (j.rollout !== undefined) s.rollout = j.rollout
+  if (j.breaker) s.breakerReason = j.breaker.reason
+  if (j.nextAttemptAt !== undefined) s.nextAttemptAt = j.nextAttemptAt
+  if (j.deadline !== undefined) s.deadline = j.deadline
+  if (marker) s.inFlight = marker.step
+  if (j.lastError) {
+    s.lastCode = j.lastError.code
+    if (j.lastError.reason !== undefined) s.lastReason = j.lastError.reason
+  }
+  return s
+}
+
+/** The Linux boot id, or elsewhere the boot time to the minute. */
+export async function systemBootId (): Promise<string> {
+  try {
+    return (await fs.readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim()
+  } catch {
+    return `boot-${Math.round((Date.now() - os.uptime() * 1000) / 60_000)}`
+  }
+}
+
+/** When an install may start, at `now` or later; undefined when nothing but a policy change opens it. */
+export function installOpensAt (policy: JobPolicy, now: number, deadline?: Date): number | undefined {
+  if (mayInstall(policy, new Date(now), deadline)) return now
+  let t = Infinity
+  const next = windowState(policy.windows ?? [], new Date(now)).nextOpen
+  if (next) t = next.getTime()
+  if (policy.forceAfterDeadline && deadline !== undefined) t = Math.min(t, deadline.getTime())
+  return t === Infinity ? undefined : t
+}
+
+/**
+ * When step() can next move `job` (≥ now), or undefined when only a directive, a policy change or
+ * a restart of the endpoint can. `marked`: the job has a crash marker.
+ */
+export function wakeAt (job: JobRecord, marked: boolean, policy: JobPolicy, now: number): number | undefined {
+  const next = job.nextAttemptAt === undefined ? undefined : Date.parse(job.nextAttemptAt)
+  const at = (t: number | undefined) => t === undefined || Number.isNaN(t) ? undefined : Math.max(t, now)
+  switch (job.state) {
+    case 'assigned': case 'installing': case 'health-check':
+      return now
+    case 'downloading': case 'rolling-back':
+      return at(next ?? now)
+    case 'failed': case 'rolled-back':
+      if (marked) return now
+      return job.action === 'install' && !job.breaker ? at(next) : undefined
+    case 'verified': case 'waiting-window':
+      return at(installOpensAt(policy, now, deadlineOf(job)))
+    case 'reboot-pending': {
+      if (!policy.rebootAllowed) return undefined
+      const opens = installOpensAt(policy, now, deadlineOf(job))
+      return opens === undefined ? undefined : at(Math.max(opens, next ?? now))
+    }
+    default:
+      return undefined
+  }
+}
+
+export function problemOf (err: unknown, step: string): JobProblem {
+  if (isPatchswarmError(err)) return boundProblem({ code: err.code, reason: `${step}: ${err.detail}` })
+  return boundProblem({ code: 'IO_ERROR', reason: `${step}: ${(err as Error)?.message ?? String(err)}` })
+}
+
+export function describe (p: JobProblem | undefined): string {
+  if (!p) return 'unknown'
+  return p.reason ? `${p.code}: ${p.reason}` : p.code
+}
+
+export function label (job: JobRecord): string {
+  return `${job.release.name} ${job.release.packageVersion}`
+}
+
+/** A copy without the named keys (so records hold no `undefined` fields). */
+export function without<T extends object> (o: T, ...keys: (keyof T | null)[]): T {
+  const copy = { ...o }
+  for (const k of keys) if (k !== null) delete copy[k]
+  return copy
 }
 
 /** The job records and crash markers, and the batch operations that change them. */
