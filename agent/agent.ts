@@ -38,6 +38,8 @@ export const AGENT_VERSION = '0.1.0'
 const MAX_SLEEP_MS = 60_000
 /** Inventory events stay well inside MAX_EVENT_BYTES (64 KiB) with the envelope around them. */
 const INVENTORY_BYTES = 40 * 1024
+/** How long a report batch waits for its ack before it is sent again (the console ignores duplicates). */
+const ACK_TIMEOUT_MS = 10_000
 /** Least time between two DHT lookups for a console that is not connected. */
 const REFRESH_MS = 5000
 const DEFAULT_POLICY: JobPolicy = { windows: null, forceAfterDeadline: false, rebootAllowed: false }
@@ -73,6 +75,7 @@ export class Agent {
   #closing: Promise<void> | undefined
   #sending = false
   #lastRefresh = 0
+  #ackTimer: NodeJS.Timeout | null = null
 
   private constructor (init: { dir: string, config: AgentConfig, store: AgentStore, trust: TrustedState, node: SwarmNode, packages: PackageStore, outbox: AgentOutbox, runner: JobRunner, keyid: string, tenant: string, state: Sublevel, opts: AgentOptions }) {
     this.dir = init.dir
@@ -201,6 +204,7 @@ export class Agent {
   close (): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#timer) clearTimeout(this.#timer)
+      if (this.#ackTimer) clearTimeout(this.#ackTimer)
       this.#checkIn?.stop()
       // The runner aborts a running step and keeps its crash marker: the next start runs it again.
       await this.runner.close()
@@ -235,6 +239,7 @@ export class Agent {
     const directive = this.trust.directive?.directive.version ?? 0
     const consoles = this.#consolePeers()
     for (const key of consoles) this.node.sendControl(key, LINK.SYNC, encodeLink({ directive }))
+    this.#flush() // a check-in also carries what is still waiting for an ack
     // Not connected to the console: look the topic up again (two nodes that joined at the same
     // moment can miss each other until the DHT's next refresh, minutes later).
     const now = Date.now()
@@ -261,8 +266,10 @@ export class Agent {
         out.push(text)
       }
       for (const key of consoles) this.node.sendControl(key, LINK.REPORTS, encodeLink({ events: out }))
-      // No ack within a while (the console is busy or gone): allow a resend.
-      setTimeout(() => { this.#sending = false }, 10_000).unref()
+      // No ack within a while (lost, or the console is busy or restarting): send again.
+      if (this.#ackTimer) clearTimeout(this.#ackTimer)
+      this.#ackTimer = setTimeout(() => { this.#ackTimer = null; this.#sending = false; this.#flush() }, ACK_TIMEOUT_MS)
+      this.#ackTimer.unref()
     }, () => { this.#sending = false })
   }
 
@@ -270,6 +277,7 @@ export class Agent {
     if (!this.#isConsole(from)) return
     if (kind === LINK.ACK) {
       const ack = decodeLink<AckMessage>(payload)
+      if (this.#ackTimer) { clearTimeout(this.#ackTimer); this.#ackTimer = null }
       if (typeof ack.last === 'number') await this.outbox.ack(ack.last)
       for (const r of ack.rejected ?? []) this.#log(`console rejected event ${r.seq ?? '?'}: ${r.code}`)
       this.#sending = false

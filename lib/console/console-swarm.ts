@@ -83,11 +83,12 @@ export class ConsoleSwarm {
     this.#opening ??= (async () => {
       await this.store.ready()
       await this.#certificate()
+      // The link listens before the node joins: agents connect (and report) during the join.
+      this.#link = new ConsoleLink({ console: this.console, node: this.node, store: this.store })
       await this.node.ready()
       for (const r of this.console.trust.releases()) {
         if (await this.store.has(r.release.manifest.digest)) await this.node.seed(r.release.manifest.digest)
       }
-      this.#link = new ConsoleLink({ console: this.console, node: this.node, store: this.store })
       this.console.contentHost = (hash, dir) => this.publish(hash, dir)
       await this.listener.ready()
     })()

@@ -3,6 +3,7 @@
 // its signed reports arriving at the console until the rollout completes.
 import t from 'tap'
 import fs from 'node:fs/promises'
+import os from 'node:os'
 import path from 'node:path'
 import { startTestnet } from '../../lib/swarm/transport.js'
 import { ConsoleSwarm } from '../../lib/console/console-swarm.js'
@@ -24,7 +25,8 @@ async function until (what: string, fn: () => Promise<boolean> | boolean, ms = 3
 t.test('console and agent: enroll, roll out, install, report', async (t) => {
   const testnet = await startTestnet(3)
   t.teardown(() => testnet.destroy())
-  const dir = t.testdir()
+  // A temporary folder removed after the agent and console closed (teardowns run in order).
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ps-e2e-'))
   const org = await makeConsoleOrg()
   const console = await openConsole(org, path.join(dir, 'console'), { tickMs: 200 })
   t.teardown(() => console.close())
@@ -55,6 +57,7 @@ t.test('console and agent: enroll, roll out, install, report', async (t) => {
   t.equal(enrolled.status, 'approved')
   const agent = await Agent.open(agentDir, { checkInMs: 300, inventory: true })
   t.teardown(() => agent.close())
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
   await agent.start()
 
   await api.rollouts.create(OWNER, { id: 'hello-1', release: view.hash, target: { tenant: 'msp-1/acme' }, phases: [{ name: 'all', successThreshold: 1, errorThreshold: 0.5, minSoakMinutes: 0 }] })
