@@ -3,16 +3,6 @@
 import { Command, CommanderError } from 'commander'
 import path from 'node:path'
 import { PatchswarmError } from '../lib/errors.js'
-import { registerKeyCommands } from './commands/keys.js'
-import { registerRootCommands } from './commands/root.js'
-import { registerReleaseCommands } from './commands/release.js'
-import { registerInspectCommand } from './commands/inspect.js'
-import { registerDemoCommand } from './commands/demo.js'
-import { registerEvidenceCommand } from './commands/evidence.js'
-import { registerConsoleCommand } from './commands/console.js'
-import { registerAdminCommands } from './commands/admin.js'
-import { registerDhtCommand } from './commands/dht.js'
-import { registerAgentCommands } from './commands/agent.js'
 
 export interface CliIO {
   stdout (text: string): void
@@ -42,7 +32,27 @@ export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2
 
-export function createProgram (ctx: CliContext): Command {
+type Register = (program: Command, ctx: CliContext) => void
+
+/**
+ * Which module registers which top-level command. Only the module of the command being run is
+ * loaded (an agent should not carry the console's code in memory); help loads them all.
+ */
+const COMMAND_MODULES: Array<{ commands: string[], load: () => Promise<Register> }> = [
+  { commands: ['keygen'], load: async () => (await import('./commands/keys.js')).registerKeyCommands },
+  { commands: ['root', 'sign'], load: async () => (await import('./commands/root.js')).registerRootCommands },
+  { commands: ['release', 'verify'], load: async () => (await import('./commands/release.js')).registerReleaseCommands },
+  { commands: ['inspect'], load: async () => (await import('./commands/inspect.js')).registerInspectCommand },
+  { commands: ['demo'], load: async () => (await import('./commands/demo.js')).registerDemoCommand },
+  { commands: ['verify-evidence'], load: async () => (await import('./commands/evidence.js')).registerEvidenceCommand },
+  { commands: ['console'], load: async () => (await import('./commands/console.js')).registerConsoleCommand },
+  { commands: ['tenant', 'group', 'token', 'endpoint', 'policy', 'releases', 'rollout', 'report', 'webhook', 'admin', 'audit', 'api'], load: async () => (await import('./commands/admin.js')).registerAdminCommands },
+  { commands: ['dht'], load: async () => (await import('./commands/dht.js')).registerDhtCommand },
+  { commands: ['agent'], load: async () => (await import('./commands/agent.js')).registerAgentCommands }
+]
+
+/** The program with the commands `argv` needs (all of them when it names none we know). */
+export async function createProgram (ctx: CliContext, argv: string[] = []): Promise<Command> {
   const program = new Command('patchswarm')
     .description('Peer-to-peer patch distribution with signed packages and signed proof of every install.')
     .version('0.1.0')
@@ -50,16 +60,9 @@ export function createProgram (ctx: CliContext): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) })
-  registerKeyCommands(program, ctx)
-  registerRootCommands(program, ctx)
-  registerReleaseCommands(program, ctx)
-  registerInspectCommand(program, ctx)
-  registerDemoCommand(program, ctx)
-  registerEvidenceCommand(program, ctx)
-  registerConsoleCommand(program, ctx)
-  registerAdminCommands(program, ctx)
-  registerDhtCommand(program, ctx)
-  registerAgentCommands(program, ctx)
+  const name = argv.find((a) => !a.startsWith('-'))
+  const only = COMMAND_MODULES.find((m) => name !== undefined && m.commands.includes(name))
+  for (const m of only ? [only] : COMMAND_MODULES) (await m.load())(program, ctx)
   for (const cmd of program.commands) inheritSettings(cmd, ctx)
   return program
 }
@@ -72,7 +75,7 @@ function inheritSettings (cmd: Command, ctx: CliContext): void {
 
 export async function main (argv: string[], io: CliIO): Promise<number> {
   const ctx = new CliContext(io)
-  const program = createProgram(ctx)
+  const program = await createProgram(ctx, argv)
   const wantsJson = argv.includes('--json')
   try {
     await program.parseAsync(argv, { from: 'user' })

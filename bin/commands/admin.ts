@@ -7,22 +7,14 @@ import fs from 'node:fs/promises'
 import { PatchswarmError } from '../../lib/errors.js'
 import { RpcClient } from '../../lib/console/rpc.js'
 import type { CliContext } from '../cli.js'
-import { DEFAULT_DATA, socketPathFor } from './console.js'
+import { DEFAULT_DATA, socketPathFor } from './socket.js'
 import { parseDuration, parsePositiveInt, collect, addSeconds } from './options.js'
 import { writeAtomic } from '../../lib/crypto/keyfile.js'
+import { table } from './table.js'
 
 interface Common { as?: string, socket?: string, data?: string, json?: boolean }
 
 type Row = Record<string, unknown>
-
-/** A plain text table: one header line, columns padded to their widest cell. */
-export function table (rows: Row[], columns: string[]): string {
-  if (rows.length === 0) return '(none)'
-  const cell = (v: unknown) => v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v)
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)))
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()
-  return [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n')
-}
 
 const pct = (x: unknown) => typeof x === 'number' ? `${(x * 100).toFixed(1)} %` : '—'
 

@@ -6,9 +6,8 @@ import { DEFAULT_DATA_DIR } from '../../agent/config.js'
 import { enrollAgent, type EnrollOutcome } from '../../agent/enroll.js'
 import { readAgentStatus, type AgentStatus } from '../../agent/status.js'
 import type { CliContext } from '../cli.js'
-import { parseBootstrap } from './console.js'
-import { parseDuration, parsePositiveInt } from './options.js'
-import { table } from './admin.js'
+import { parseBootstrap, parseDuration, parsePositiveInt } from './options.js'
+import { table } from './table.js'
 import { readFileBytes } from './documents.js'
 
 interface EnrollCommandOptions {

@@ -4,7 +4,6 @@
 // start pins the root and, with --owner, creates the first owner. Runs until SIGINT or SIGTERM.
 import type { Command } from 'commander'
 import fs from 'node:fs/promises'
-import path from 'node:path'
 import { PatchswarmError } from '../../lib/errors.js'
 import { readSecretKeyFile } from '../../lib/crypto/keyfile.js'
 import { Console } from '../../lib/console/console.js'
@@ -14,23 +13,8 @@ import { ConsoleSwarm } from '../../lib/console/console-swarm.js'
 import { keyIdOf } from '../../lib/crypto/keys.js'
 import type { CliContext } from '../cli.js'
 import { readFileBytes } from './documents.js'
-
-export const DEFAULT_DATA = 'patchswarm-data'
-
-export function socketPathFor (ctx: CliContext, data: string | undefined, socket: string | undefined): string {
-  if (socket) return ctx.resolve(socket)
-  if (ctx.io.env.PATCHSWARM_SOCKET) return ctx.resolve(ctx.io.env.PATCHSWARM_SOCKET)
-  return path.join(ctx.resolve(data ?? DEFAULT_DATA), 'console.sock')
-}
-
-/** `host:port,host:port` → a bootstrap list. */
-export function parseBootstrap (value: string): Array<{ host: string, port: number }> {
-  return value.split(',').map((s) => {
-    const m = /^([^:]+):(\d{1,5})$/.exec(s.trim())
-    if (!m) throw PatchswarmError.BAD_ARGUMENT(`bootstrap ${JSON.stringify(s)} is not host:port`)
-    return { host: m[1]!, port: Number(m[2]) }
-  })
-}
+import { parseBootstrap } from './options.js'
+import { DEFAULT_DATA, socketPathFor } from './socket.js'
 
 interface ConsoleCommandOptions {
   data: string, root: string, consoleKey: string, socket?: string, owner?: string, ownerSshKey?: string

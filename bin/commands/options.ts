@@ -1,5 +1,6 @@
 // Option parsers shared by the commands: durations, thresholds, repeatable options.
 import { InvalidArgumentError } from 'commander'
+import { PatchswarmError } from '../../lib/errors.js'
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400, y: 365 * 86400 }
 
@@ -25,4 +26,13 @@ export function collect (value: string, previous: string[] = []): string[] {
 
 export function addSeconds (date: Date, seconds: number): Date {
   return new Date(date.getTime() + seconds * 1000)
+}
+
+/** `host:port,host:port` → a bootstrap list. */
+export function parseBootstrap (value: string): Array<{ host: string, port: number }> {
+  return value.split(',').map((s) => {
+    const m = /^([^:]+):(\d{1,5})$/.exec(s.trim())
+    if (!m) throw PatchswarmError.BAD_ARGUMENT(`bootstrap ${JSON.stringify(s)} is not host:port`)
+    return { host: m[1]!, port: Number(m[2]) }
+  })
 }
