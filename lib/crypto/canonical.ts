@@ -23,8 +23,41 @@ export function parseCanonical (bytes: Uint8Array | string): unknown {
   } catch (err) {
     throw PatchswarmError.BAD_ENCODING('not JSON: ' + (err as Error).message, err)
   }
-  if (canonicalize(value) !== text) throw PatchswarmError.NOT_CANONICAL('JSON is not in RFC 8785 canonical form')
+  if (!isCanonicalText(value, text) && canonicalize(value) !== text) throw PatchswarmError.NOT_CANONICAL('JSON is not in RFC 8785 canonical form')
   return value
+}
+
+/**
+ * A quick proof that `text` is `canonicalize(value)`, for `value` parsed from `text`; false means
+ * "not shown", never "not canonical" (parseCanonical then asks canonicalize, which decides and
+ * picks the error). JSON.stringify writes numbers and strings exactly as canonicalize does and
+ * keys in property order, so its output is the canonical form when, everywhere in the value,
+ * (1) the keys are in ascending UTF-16 order (canonicalize sorts them; JSON.parse keeps the text's
+ * order except that it puts integer-like keys first, which this check then sees as unsorted) and
+ * (2) no string is a lone surrogate (canonicalize refuses one; JSON.stringify escapes it as
+ * \udxxx, so a text without `\ud` has none). A non-finite number (1e999) needs no check:
+ * JSON.stringify writes it as null, which cannot equal the number in the text. Duplicate keys
+ * leave one property, so the output is shorter than the text. test/crypto/canonical.test.ts holds
+ * parseCanonical against the plain rule (canonicalize must give the text back) on many texts.
+ */
+function isCanonicalText (value: unknown, text: string): boolean {
+  return JSON.stringify(value) === text && !text.includes('\\ud') && keysSorted(value)
+}
+
+function keysSorted (value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!keysSorted(value[i])) return false
+    return true
+  }
+  let prev: string | undefined
+  for (const k in value) {
+    // Only own keys of a plain object count (JSON.parse makes nothing else); anything else: not shown.
+    if (!Object.hasOwn(value, k) || (prev !== undefined && !(prev < k))) return false
+    if (!keysSorted((value as Record<string, unknown>)[k])) return false
+    prev = k
+  }
+  return true
 }
 
 function write (value: unknown, at: string): string {

@@ -1,18 +1,22 @@
 // verifyEvent (lib/report/event.ts) for the console's hot path: the same checks, codes and result,
-// with the signed bytes produced once. verifyEvent canonicalises `signed` twice (for the signature,
-// then for the hash) after parsing already proved the received bytes canonical; at ~20k events/s
-// those copies cost a third of the signature check. Received bytes are canonical JSON of
+// with the work done once. verifyEvent canonicalises `signed` twice (for the signature, then for
+// the hash) after parsing already proved the received bytes canonical; at ~20k events/s those
+// copies cost a third of the signature check. Received bytes are canonical JSON of
 // { signatures, signed } with "signatures" first (RFC 8785 key order) and nothing but hex inside
 // it, so the signed bytes are the slice after `,"signed":`, exactly as the agent signed them.
+// The envelope's checks are parseEnvelope's, the quick way first: parseCanonical (JSON.parse once,
+// the canonical form proven without re-serialising by key), no "__proto__" key (in canonical
+// text such a key can only be written `"__proto__"`), and the envelope's shape by hand. Whatever
+// that does not accept goes through parseEnvelope itself, which decides and names the problem.
 // One difference: bytes that are not UTF-8 are BAD_EVENT here (verifyEvent decodes them with
 // U+FFFD in place, so the bytes kept would not be the bytes verified). test/report/ingest.test.ts
-// checks it against verifyEvent on good and broken events.
+// and test/report/fast-paths.test.ts check it against verifyEvent on good and broken events.
 import { isUtf8 } from 'node:buffer'
 import { PatchswarmError } from '../errors.js'
-import { canonicalBytes } from '../crypto/canonical.js'
+import { canonicalBytes, parseCanonical } from '../crypto/canonical.js'
 import { contentHashHex } from '../crypto/hash.js'
-import { publicKeyFromId, verify } from '../crypto/keys.js'
-import { type Envelope, checkEnvelope, parseEnvelope } from '../trust/envelope.js'
+import { SIGNATURE_BYTES, isKeyId, publicKeyFromId, verify } from '../crypto/keys.js'
+import { type Envelope, MAX_SIGNATURES, checkEnvelope, parseEnvelope } from '../trust/envelope.js'
 import { MAX_EVENT_BYTES, parseEvent, type AgentEvent, type SignedEvent } from './event.js'
 
 const SIGNED_FIELD = Buffer.from(',"signed":')
@@ -38,7 +42,7 @@ export function verifyReceived (input: SignedEvent | Uint8Array | string): Verif
       // Decoding would turn broken UTF-8 into U+FFFD: then the bytes kept would not be the bytes parsed.
       if (!isUtf8(raw)) throw PatchswarmError.BAD_EVENT('event is not UTF-8')
       text = typeof input === 'string' ? input : raw.toString('utf8')
-      envelope = parseEnvelope(text)
+      envelope = quickEnvelope(text) ?? parseEnvelope(text)
       const at = raw.indexOf(SIGNED_FIELD)
       bytes = raw.subarray(at + SIGNED_FIELD.byteLength, raw.byteLength - 1)
     } else {
@@ -69,4 +73,35 @@ function signedBy (envelope: Envelope, keyid: string, bytes: Buffer): boolean {
     if (s.keyid === keyid && verify(Buffer.from(s.sig, 'hex'), bytes, key)) return true
   }
   return false
+}
+
+const SIG_HEX = new RegExp(`^[0-9a-f]{${SIGNATURE_BYTES * 2}}$`)
+
+/**
+ * The envelope in `text` when parseEnvelope would accept it and the quick checks show it (a
+ * subset of parseEnvelope's: every rule is one of its rules); undefined otherwise, for
+ * parseEnvelope to decide. The caller has checked the size (MAX_EVENT_BYTES < MAX_ENVELOPE_BYTES).
+ */
+function quickEnvelope (text: string): Envelope<Record<string, unknown>> | undefined {
+  let value: unknown
+  try {
+    value = parseCanonical(text)
+  } catch {
+    return undefined
+  }
+  if (text.includes('"__proto__"') || !isPlain(value)) return undefined
+  for (const k in value) if (k !== 'signatures' && k !== 'signed') return undefined
+  const { signatures, signed } = value
+  if (!isPlain(signed) || !Array.isArray(signatures) || signatures.length > MAX_SIGNATURES) return undefined
+  for (const s of signatures as unknown[]) {
+    if (!isPlain(s)) return undefined
+    for (const k in s) if (k !== 'keyid' && k !== 'sig') return undefined
+    if (!isKeyId(s.keyid) || typeof s.sig !== 'string' || !SIG_HEX.test(s.sig)) return undefined
+  }
+  return { signatures: signatures as Envelope['signatures'], signed }
+}
+
+/** An object as JSON.parse makes them (not an array). */
+function isPlain (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
 }
