@@ -158,13 +158,16 @@ export class Agent {
     await this.packages.ready()
     await this.outbox.ready()
     await this.runner.ready()
-    await this.runner.recover()
+    // 'started' comes first, so a step that a crash interrupted and recovery runs again shows in
+    // the story: … installing, started, health-check …
     await this.outbox.append({ kind: 'agent', agent: { state: 'started', version: AGENT_VERSION } })
-    if (this.#opts.inventory !== false) await this.#inventory()
+    // On the swarm before recovery, which may run a long install again: reports keep flowing.
     this.node.on('peer-open', (peer: PeerIdentity) => { if (this.#isConsole(peer)) { this.#sync(); this.#flush() } })
     this.node.on('control', (m: { from: PeerIdentity, kind: number, payload: Uint8Array }) => { this.#onControl(m).catch((err) => this.#log(`link: ${(err as Error).message}`)) })
     this.runner.on('transition', () => this.#flush())
     await this.node.ready()
+    await this.runner.recover()
+    if (this.#opts.inventory !== false) await this.#inventory()
     if (this.#opts.checkInMs !== undefined) {
       const t = setInterval(() => this.#sync(), this.#opts.checkInMs)
       t.unref()
@@ -206,6 +209,8 @@ export class Agent {
       if (this.#timer) clearTimeout(this.#timer)
       if (this.#ackTimer) clearTimeout(this.#ackTimer)
       this.#checkIn?.stop()
+      // A clean stop says so (a crash does not): the console can tell the two apart.
+      await this.outbox.append({ kind: 'agent', agent: { state: 'stopped', version: AGENT_VERSION } }).catch(() => {})
       // The runner aborts a running step and keeps its crash marker: the next start runs it again.
       await this.runner.close()
       await this.#stepping.catch(() => {})

@@ -114,11 +114,14 @@ echo installed >> ${mark}
   agent = null
   agent = await Agent.open(agentDir, { checkInMs: 200, inventory: false })
   const reopened = await agent.outbox.stats()
-  t.same({ pending: reopened.pending, lastSeq: reopened.lastSeq, ackedSeq: reopened.ackedSeq }, { pending: offline.pending, lastSeq: offline.lastSeq, ackedSeq: offline.ackedSeq }, 'the outbox is unchanged by the restart')
-  t.same(await agent.outbox.pending(), pendingOffline, 'the pending events are the same signed events')
+  // A clean stop adds one event, 'stopped'; everything before it is kept as it was.
+  t.same({ pending: reopened.pending, lastSeq: reopened.lastSeq, ackedSeq: reopened.ackedSeq }, { pending: offline.pending + 1, lastSeq: offline.lastSeq + 1, ackedSeq: offline.ackedSeq }, 'the outbox kept its events and added the stop')
+  const pendingReopened = await agent.outbox.pending()
+  t.same(pendingReopened.slice(0, -1), pendingOffline, 'the pending events are the same signed events')
+  t.equal(pendingReopened.at(-1)?.signed.agent?.state, 'stopped', 'and the last one says the agent stopped cleanly')
   await agent.start()
   t.equal(jobState(), 'installed', 'the job stays installed across the restart')
-  await until('the restart to be recorded', async () => (await agent!.outbox.stats()).lastSeq > offline.lastSeq)
+  await until('the restart to be recorded', async () => (await agent!.outbox.stats()).lastSeq > reopened.lastSeq)
   await sleep(1000) // a few check-in intervals with nobody to talk to
   const afterRestart = await agent.outbox.stats()
   t.equal(afterRestart.ackedSeq, before.ackedSeq, 'still nothing acknowledged')
