@@ -1,0 +1,11 @@
+// The extension host and the API extensions are written against.
+export * from './access.js'
+export * from './api.js'
+export * from './configuration.js'
+export * from './discovery.js'
+export * from './disposable.js'
+export * from './global-state.js'
+export * from './host.js'
+export * from './manifest.js'
+export * from './when.js'
+export * from './window.js'
