@@ -1,0 +1,15 @@
+// The view layer's public face: what views, the extension host and the SSH server use. blessed
+// stays behind it (backend.ts).
+export { createUi, Ui, type UiOptions, type MessageLevel } from './screen.js'
+export type { View } from './view.js'
+export type { Region, Size } from './region.js'
+export { Table, type Column, type TableOptions, type CellValue } from './table.js'
+export { Tree, type TreeOptions } from './tree.js'
+export { Text, type TextOptions } from './text.js'
+export { sparkline, bar, gauge, stackedBar, percent, type BarPart } from './charts.js'
+export type { ConfirmOptions, PromptOptions, PickItem, PickOptions } from './dialog.js'
+export { compileFilter, type Filter } from './filter.js'
+export { KeyTable, normalizeKey, displayKey, parseKeymap, loadKeymap, RESERVED_KEYS, type KeyAction, type Binding, type Keymap, type Context, type Disposable } from './keys.js'
+export { throttle, type Throttle } from './throttle.js'
+export type { Tone, Span, Rich, Align } from './style.js'
+export { headless, KEY, type Headless } from './headless.js'
