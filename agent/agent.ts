@@ -16,7 +16,7 @@ import { parseManifest, manifestDigest, type Manifest } from '../lib/content/man
 import { serializeEnvelope, type Envelope } from '../lib/trust/envelope.js'
 import type { TrustedState } from '../lib/trust/trusted-state.js'
 import { parseCertificate } from '../lib/trust/certificate.js'
-import { SwarmNode } from '../lib/swarm/node.js'
+import { SwarmNode, type FetchResult } from '../lib/swarm/node.js'
 import { LINK, encodeLink, decodeLink, MAX_REPORT_BATCH, MAX_LINK_BYTES, type StateMessage, type AckMessage } from '../lib/console/link.js'
 import type { PeerIdentity } from '../lib/trust/certificate.js'
 import { agentPaths, loadConfig, type AgentConfig } from './config.js'
@@ -42,6 +42,10 @@ const INVENTORY_BYTES = 40 * 1024
 const ACK_TIMEOUT_MS = 10_000
 /** Least time between two DHT lookups for a console that is not connected. */
 const REFRESH_MS = 5000
+/** A download that receives no chunk for this long fails (TIMEOUT) and is tried again after a back-off. */
+export const DEFAULT_DOWNLOAD_STALL_MS = 10 * 60_000
+/** On a clean stop, how long the agent waits for the console to take its last reports ('stopped'). */
+const FINAL_SEND_MS = 3000
 const DEFAULT_POLICY: JobPolicy = { windows: null, forceAfterDeadline: false, rebootAllowed: false }
 
 export interface AgentOptions {
@@ -51,6 +55,8 @@ export interface AgentOptions {
   checkInMs?: number
   /** Collect inventory at start (default true). */
   inventory?: boolean
+  /** A download that gets no chunk for this long fails with TIMEOUT (default 10 minutes). */
+  downloadStallMs?: number
 }
 
 export class Agent {
@@ -74,6 +80,11 @@ export class Agent {
   #again = false
   #closing: Promise<void> | undefined
   #sending = false
+  /** close() sends the last reports: #flush works while it does. */
+  #draining = false
+  /** Downloads waiting on a package's chunks (for their stall timers): digest → their "progress" calls. */
+  readonly #progress = new Map<string, Set<() => void>>()
+  #listening = false
   #lastRefresh = 0
   #ackTimer: NodeJS.Timeout | null = null
 
@@ -146,6 +157,8 @@ export class Agent {
         ...(opts.log ? { log: opts.log } : {})
       })
       agent = new Agent({ dir, config, store, trust, node, packages, outbox, runner, keyid: signer.keyid, tenant: cert.tenant, state, opts })
+      // Downloads run in the background: when one ends, a step moves its job on.
+      runner.on('download-ended', () => agent!.wake())
       return agent
     } catch (err) {
       await store.close()
@@ -207,13 +220,16 @@ export class Agent {
   close (): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#timer) clearTimeout(this.#timer)
-      if (this.#ackTimer) clearTimeout(this.#ackTimer)
       this.#checkIn?.stop()
-      // A clean stop says so (a crash does not): the console can tell the two apart.
-      await this.outbox.append({ kind: 'agent', agent: { state: 'stopped', version: AGENT_VERSION } }).catch(() => {})
-      // The runner aborts a running step and keeps its crash marker: the next start runs it again.
+      // The runner aborts a running step (it keeps its crash marker: the next start runs it again)
+      // and the downloads in flight (what arrived is kept: the next fetch resumes).
       await this.runner.close()
       await this.#stepping.catch(() => {})
+      // A clean stop says so (a crash does not): the console can tell the two apart. Last, so that
+      // nothing the stop itself changed comes after it.
+      await this.outbox.append({ kind: 'agent', agent: { state: 'stopped', version: AGENT_VERSION } }).catch(() => {})
+      await this.#sendLast(FINAL_SEND_MS).catch((err) => this.#log(`final send: ${(err as Error).message}`))
+      if (this.#ackTimer) clearTimeout(this.#ackTimer)
       await this.node.close()
       await this.outbox.close()
       await this.packages.close()
@@ -222,12 +238,66 @@ export class Agent {
     return this.#closing
   }
 
-  /** Fetches a job's package from the swarm and reports where its bytes came from. */
+  /** While the console is connected, sends what is pending and waits (at most `ms`) for its acks. */
+  async #sendLast (ms: number): Promise<void> {
+    if (this.#consolePeers().length === 0 || (await this.outbox.stats()).pending === 0) return
+    const end = Date.now() + ms
+    this.#draining = true
+    try {
+      this.#sending = false // a batch in flight is sent again with the rest (the console ignores duplicates)
+      this.#flush()
+      while (Date.now() < end && this.#consolePeers().length > 0 && (await this.outbox.stats()).pending > 0) {
+        await new Promise((resolve) => setTimeout(resolve, 25))
+      }
+    } finally {
+      this.#draining = false
+    }
+  }
+
+  /**
+   * Fetches a job's package from the swarm and reports where its bytes came from. Ends at once when
+   * `signal` aborts, and with TIMEOUT when no chunk arrived for downloadStallMs. Either way only the
+   * wait ends: the swarm node's download goes on and keeps what arrives, so the next fetch of the
+   * package resumes it (or finds it complete).
+   */
   async download (job: JobRecord, signal: AbortSignal): Promise<void> {
     const manifest = await this.#state.get(`manifest!${job.release.manifest}`) as Manifest | undefined
     if (!manifest) throw PatchswarmError.UNAVAILABLE(`no manifest for ${job.release.name} ${job.release.packageVersion} yet; it comes with the console's next state`)
     if (signal.aborted) throw PatchswarmError.CLOSED('download aborted')
-    const result = await this.node.fetch(parseManifest(manifest))
+    const parsed = parseManifest(manifest)
+    const stallMs = this.#opts.downloadStallMs ?? DEFAULT_DOWNLOAD_STALL_MS
+    const fetching = this.node.fetch(parsed)
+    fetching.catch(() => {}) // a wait given up: the node closing ends its download later
+    const result = await new Promise<FetchResult>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      const arm = () => {
+        clearTimeout(timer)
+        timer = setTimeout(() => finish(PatchswarmError.TIMEOUT(`no progress for ${Math.round(stallMs / 1000)} s`)), stallMs)
+        timer.unref()
+      }
+      const digest = job.release.manifest
+      const onAbort = () => finish(isPatchswarmError(signal.reason) ? signal.reason : PatchswarmError.CLOSED('download aborted'))
+      const finish = (err: Error | null, r?: FetchResult) => {
+        clearTimeout(timer)
+        const waiting = this.#progress.get(digest)
+        waiting?.delete(arm)
+        if (waiting?.size === 0) this.#progress.delete(digest)
+        signal.removeEventListener('abort', onAbort)
+        if (err) reject(err)
+        else resolve(r!)
+      }
+      arm()
+      // One listener for all downloads (there may be many at once).
+      if (!this.#listening) {
+        this.#listening = true
+        this.node.on('chunk', (c: { digest: string }) => { for (const progress of this.#progress.get(c.digest) ?? []) progress() })
+      }
+      let waiting = this.#progress.get(digest)
+      if (!waiting) this.#progress.set(digest, waiting = new Set())
+      waiting.add(arm)
+      signal.addEventListener('abort', onAbort, { once: true })
+      fetching.then((r) => finish(null, r), (err: Error) => finish(err))
+    })
     await this.outbox.append({ kind: 'transfer', transfer: { manifest: result.digest, bytes: { origin: result.received.origin, site: result.received.site, peer: result.received.peer, local: result.local } } })
   }
 
@@ -256,7 +326,7 @@ export class Agent {
 
   /** Sends pending events (one batch in flight at a time); the ack triggers the next batch. */
   #flush (): void {
-    if (this.#sending || this.#closing) return
+    if (this.#sending || (this.#closing && !this.#draining)) return
     const consoles = this.#consolePeers()
     if (consoles.length === 0) return
     this.#sending = true

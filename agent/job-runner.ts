@@ -3,14 +3,22 @@
 // check, automatic rollback on failure, retries with back-off, and a breaker per release.
 //
 // Each change is one synced LevelDB batch: the job record, the outbox event that reports it, and
-// the crash marker. Long steps (download, install, health check, rollback, reboot) run outside the
-// write lock, so a directive can be taken meanwhile; their result is applied to the job as it is
-// then (a rollback ordered during an install is honoured when the install returns). step() and
-// recover() run one at a time; installs run one at a time, downloads side by side.
+// the crash marker. Long steps (install, health check, rollback, reboot) run outside the write
+// lock, so a directive can be taken meanwhile; their result is applied to the job as it is then (a
+// rollback ordered during an install is honoured when the install returns). step() and recover()
+// run one at a time; installs run one at a time.
 //
-// Crashes: the marker names the step under way. recover() runs it again before anything else,
-// whether or not a window is open now, so the endpoint ends fully installed or fully rolled back.
-// Closing the runner aborts a running step and leaves its marker: the next start finishes it.
+// Downloads run in the background, side by side, outside both locks: one may take hours over a thin
+// link, or hang, and nothing else may wait for it (installs of other releases, a rollback the
+// console orders, the agent's stop). step() starts the download of each job in `downloading` that
+// is due and has none in flight; when it ends, 'download-ended' says so and the next step() moves
+// the job on: verified, or a retry after a back-off. close() aborts the downloads in flight.
+//
+// Crashes: the marker names the step under way, and once its command has started, the process
+// group it runs in. recover() ends what is left of that group (the agent may have been killed while
+// the step ran on) and runs the step again before anything else, whether or not a window is open
+// now, so the endpoint ends fully installed or fully rolled back. Closing the runner aborts a
+// running step and leaves its marker: the next start finishes it.
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { EventEmitter } from 'node:events'
@@ -22,6 +30,7 @@ import type { VerifiedAssignment } from '../lib/trust/trusted-state.js'
 import type { ReleaseRef } from '../lib/trust/directive.js'
 import { mayInstall } from '../lib/policy/policy.js'
 import type { InstallContext, InstallResult, InstallerRegistry } from './installers/installer.js'
+import { DEFAULT_LEFTOVER_GRACE_MS, endProcessGroup, watchSpawns, type ProcessGroup } from './installers/run.js'
 import type { AgentFact, AgentOutbox, OutboxFact } from './outbox.js'
 import {
   DEFAULT_BACKOFF, IN_FLIGHT_STATES, JobStore, boundProblem, checkBackoff, deadlineOf, describe, isDue,
@@ -39,6 +48,8 @@ export const DEFAULT_REBOOT_RETRY_MS = 30 * 60_000
 // nothing moved (a zero back-off must not spin).
 const MAX_ROUNDS = 16
 const MAX_MOVES = 32
+/** How long close() waits for aborted downloads to end (one that ignores its signal is left behind). */
+const CLOSE_DOWNLOADS_MS = 2000
 
 export interface JobRunnerOptions {
   db: Database
@@ -49,7 +60,10 @@ export interface JobRunnerOptions {
   workRoot: string
   /** The verified, read-only copy of the job's package. */
   packageDir: (job: JobRecord) => Promise<string>
-  /** Fetches the job's package into the store; throws a PatchswarmError on failure. */
+  /**
+   * Fetches the job's package into the store; throws a PatchswarmError on failure. It runs in the
+   * background and must end soon after `signal` aborts (close(), or a rollback the console ordered).
+   */
   download: (job: JobRecord, signal: AbortSignal) => Promise<void>
   policy: () => JobPolicy | Promise<JobPolicy>
   /** Restarts the endpoint (a configured command); the process is expected to end soon after. */
@@ -60,6 +74,8 @@ export interface JobRunnerOptions {
   backoff?: Backoff
   maxRollbackAttempts?: number
   rebootRetryMs?: number
+  /** recover(): between SIGTERM and SIGKILL to a step's process group that a killed run left behind. */
+  orphanGraceMs?: number
   /** For the jitter; [0, 1). */
   random?: () => number
   log?: (line: string) => void
@@ -81,8 +97,13 @@ export interface StepResult {
   transitions: JobTransition[]
   /** The endpoint is being rebooted: nothing more happens until it is back (or rebootRetryMs passed). */
   rebooting: boolean
-  /** When calling step() again can move something (absent: only a new directive or a reboot can). */
+  /**
+   * When calling step() again can move something (absent: only a new directive, a reboot or the
+   * end of a download can; 'download-ended' says when one ends).
+   */
   nextWakeAt?: Date
+  /** Downloads under way (or ended, for the next step() to apply). */
+  downloading: number
 }
 
 export type AssignOutcome =
@@ -92,6 +113,17 @@ export type AssignOutcome =
 export interface JobRunnerEvents {
   /** After each committed transition (the batch is on disk), from step(), recover() or assign(). */
   transition: [JobTransition, JobRecord]
+  /** A background download ended (ok or not): the next step() moves its job on. */
+  'download-ended': [job: string, ok: boolean]
+}
+
+/** A download running in the background for one attempt of a job. */
+interface Fetch {
+  attempt: number
+  controller: AbortController
+  /** Resolves (never rejects) when the download has ended and `outcome` is set. */
+  ended: Promise<void>
+  outcome?: { ok: true } | { ok: false, error: unknown }
 }
 
 interface Change {
@@ -116,6 +148,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   private readonly random: () => number
   private readonly jobs = new Map<string, JobRecord>()
   private readonly markers = new Map<string, CrashMarker>()
+  private readonly fetches = new Map<string, Fetch>()
   private readonly writeLock = new Mutex()
   private readonly stepLock = new Mutex()
   private readonly abort = new AbortController()
@@ -159,16 +192,29 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   }
 
   /**
-   * Stops a running step (its marker stays, so the next start runs it again) and waits for it.
-   * The database and the outbox belong to the caller. Idempotent.
+   * Stops a running step (its marker stays, so the next start runs it again) and waits for it;
+   * aborts the downloads in flight (their jobs stay in downloading: the next start downloads again,
+   * and what arrived is kept) and waits a little for them. The database and the outbox belong to
+   * the caller. Idempotent.
    */
   close (): Promise<void> {
     this.closing ??= (async () => {
       this.abort.abort(PatchswarmError.CLOSED('the agent is stopping'))
       await this.stepLock.run(async () => {})
+      const downloads = [...this.fetches.values()].map((f) => f.ended)
+      if (downloads.length > 0) {
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([Promise.all(downloads), new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_DOWNLOADS_MS) })])
+        clearTimeout(timer)
+      }
       await this.writeLock.run(async () => {})
     })()
     return this.closing
+  }
+
+  /** Resolves when the downloads in flight now have ended (the next step() moves their jobs on). */
+  async downloadsEnded (): Promise<void> {
+    await Promise.all([...this.fetches.values()].map((f) => f.ended))
   }
 
   job (id: string): JobRecord | undefined {
@@ -238,8 +284,9 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         const fresh = without(ordered, 'problem')
         switch (cur.state) {
           case 'assigned': case 'downloading': case 'verified': case 'waiting-window': case 'rolled-back':
-            // Nothing of this release is on the endpoint.
+            // Nothing of this release is on the endpoint (and its download, if one runs, is not needed).
             await this.commit(cur, { job: { ...fresh, state: 'rolled-back' }, marker: null }, false)
+            this.fetches.get(id)?.controller.abort(PatchswarmError.CLOSED('the console ordered a rollback'))
             return 'rolled-back'
           case 'installed': case 'reboot-pending':
             await this.commit(cur, this.startRollback(fresh, now), false)
@@ -301,9 +348,10 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
       await this.recoverLocked()
       if (this.clock().getTime() < this.suspendedUntil) return this.result()
       this.rebootingNow = false
-      const tried = new Set<string>()
+      // Downloads started by this call: one that fails at once waits for its back-off, not the next round.
+      const started = new Set<string>()
       for (let round = 0; round < MAX_ROUNDS && this.running(); round++) {
-        let moved = false
+        let moved = await this.downloadsDone()
         for (const job of this.ordered()) {
           for (let i = 0; i < MAX_MOVES && this.running(); i++) {
             if (!(await this.advance(job.id))) break
@@ -312,13 +360,14 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         }
         if (!this.running()) break
         const now = this.clock()
-        const downloads = this.ordered().filter((j) => j.state === 'downloading' && isDue(j, now) && !tried.has(j.id))
-        for (const j of downloads) tried.add(j.id)
-        const settled = await Promise.allSettled(downloads.map((j) => this.runDownload(j.id)))
-        const failed = settled.find((s) => s.status === 'rejected')
-        if (failed) throw (failed as PromiseRejectedResult).reason
-        if (settled.some((s) => (s as PromiseFulfilledResult<boolean>).value)) moved = true
-        if (!moved) break
+        for (const j of this.ordered()) {
+          if (j.state === 'downloading' && isDue(j, now) && !this.fetches.has(j.id) && !started.has(j.id)) {
+            started.add(j.id)
+            this.startDownload(j)
+          }
+        }
+        // Another round if something moved, or a download ended meanwhile (during an install).
+        if (!moved && ![...this.fetches.values()].some((f) => f.outcome)) break
       }
       return this.result()
     })
@@ -334,6 +383,10 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     if (this.recovered) return
     this.recovering = true
     try {
+      // First what a killed run left running: no step may run twice side by side.
+      for (const marker of [...this.markers.values()]) {
+        if (marker.process && this.closing === undefined) await this.endLeftover(marker)
+      }
       const ids = new Set([...this.markers.keys(), ...[...this.jobs.values()].filter((j) => this.inFlight(j)).map((j) => j.id)])
       for (const id of ids) {
         for (let i = 0; i < MAX_MOVES && this.closing === undefined; i++) {
@@ -394,27 +447,60 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     }))
   }
 
-  private async runDownload (id: string): Promise<boolean> {
-    const job = this.jobs.get(id)!
-    const attempt = job.attempt
-    const current = (cur: JobRecord) => cur.state === 'downloading' && cur.attempt === attempt
-    try {
-      await this.opts.download(structuredClone(job), this.abort.signal)
-    } catch (err) {
-      if (this.closing !== undefined) return false
-      const problem = problemOf(err, 'download')
-      this.say(`${label(job)}: download failed: ${problem.code}: ${problem.reason}`)
-      await this.update(id, (cur, now) => {
-        if (!current(cur)) return null
-        const n = cur.downloadFailures + 1
-        return {
-          job: { ...cur, downloadFailures: n, nextAttemptAt: new Date(now.getTime() + retryDelay(n, this.backoff, this.random)).toISOString(), lastError: { ...problem, at: now.toISOString() } },
-          report: false
-        }
-      })
-      return false
+  /** Starts the job's download in the background; its end is applied by a later step(). */
+  private startDownload (job: JobRecord): void {
+    const controller = new AbortController()
+    const onClose = () => controller.abort(this.abort.signal.reason)
+    this.abort.signal.addEventListener('abort', onClose, { once: true })
+    const fetch: Fetch = { attempt: job.attempt, controller, ended: Promise.resolve() }
+    fetch.ended = (async () => {
+      try {
+        await this.opts.download(structuredClone(job), controller.signal)
+        fetch.outcome = { ok: true }
+      } catch (error) {
+        fetch.outcome = { ok: false, error }
+      } finally {
+        this.abort.signal.removeEventListener('abort', onClose)
+      }
+      if (this.closing !== undefined) return
+      try {
+        this.emit('download-ended', job.id, fetch.outcome.ok)
+      } catch (err) {
+        this.say(`${label(job)}: a 'download-ended' listener failed: ${(err as Error).message}`)
+      }
+    })()
+    this.fetches.set(job.id, fetch)
+  }
+
+  /** Applies the downloads that ended; true if a job moved. */
+  private async downloadsDone (): Promise<boolean> {
+    let moved = false
+    for (const [id, fetch] of [...this.fetches]) {
+      if (!fetch.outcome || !this.running()) continue
+      this.fetches.delete(id)
+      if (await this.afterDownload(id, fetch.attempt, fetch.outcome)) moved = true
     }
-    return (await this.update(id, (cur) => current(cur) ? { job: without({ ...cur, state: 'verified', downloadFailures: 0 }, 'nextAttemptAt') } : null)) !== null
+    return moved
+  }
+
+  private async afterDownload (id: string, attempt: number, outcome: NonNullable<Fetch['outcome']>): Promise<boolean> {
+    const current = (cur: JobRecord) => cur.state === 'downloading' && cur.attempt === attempt
+    if (outcome.ok) {
+      return (await this.update(id, (cur) => current(cur) ? { job: without({ ...cur, state: 'verified', downloadFailures: 0 }, 'nextAttemptAt') } : null)) !== null
+    }
+    const job = this.jobs.get(id)
+    if (!job || !current(job)) return false // rolled back meanwhile: its download was aborted
+    const problem = problemOf(outcome.error, 'download')
+    this.say(`${label(job)}: download failed: ${problem.code}: ${problem.reason}`)
+    await this.update(id, (cur, now) => {
+      if (!current(cur)) return null
+      const n = cur.downloadFailures + 1
+      return {
+        job: { ...cur, downloadFailures: n, nextAttemptAt: new Date(now.getTime() + retryDelay(n, this.backoff, this.random)).toISOString(), lastError: { ...problem, at: now.toISOString() } },
+        report: false
+      }
+    })
+    return false
   }
 
   /** Runs an installer step of the job's current state and applies its result. */
@@ -425,7 +511,14 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     // Stopped with the agent: the marker stays and the next start runs the step again.
     if (!result.ok && this.closing !== undefined) return false
     const bootId = result.ok && step === 'install' && result.rebootRequired ? await this.bootId() : undefined
-    return this.move(id, state, (cur, now) => cur.attempt === attempt ? this.afterStep(cur, step, result, now, bootId) : null)
+    return this.move(id, state, (cur, now) => {
+      if (cur.attempt !== attempt) return null
+      const change = this.afterStep(cur, step, result, now, bootId)
+      // A marker that stays (a rollback to be tried again) no longer names the run that ended.
+      const marker = this.markers.get(id)
+      if (change && change.marker === undefined && marker?.process) change.marker = without(marker, 'process')
+      return change
+    })
   }
 
   private afterStep (cur: JobRecord, step: StepName, r: InstallResult, now: Date, bootId?: string): Change | null {
@@ -523,6 +616,9 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
 
   private async runInstaller (job: JobRecord, step: StepName): Promise<InstallResult> {
     const workDir = path.join(this.opts.workRoot, job.id)
+    // Each command the step starts is recorded in the marker before the step's result is applied.
+    const recording: Promise<void>[] = []
+    const spawned = (group: ProcessGroup) => { recording.push(this.recordProcess(job.id, step, job.attempt, group)) }
     try {
       await fs.mkdir(workDir, { recursive: true, mode: 0o700 })
       const installer = this.opts.installers.for(job.spec)
@@ -534,15 +630,63 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         log: (line) => this.say(`${label(job)}: ${line}`)
       }
       switch (step) {
-        case 'install': return await installer.install(ctx as never)
-        case 'health': return await installer.healthCheck(ctx as never)
-        case 'rollback': return await installer.rollback(ctx as never)
+        case 'install': return await watchSpawns(spawned, () => installer.install(ctx as never))
+        case 'health': return await watchSpawns(spawned, () => installer.healthCheck(ctx as never))
+        case 'rollback': return await watchSpawns(spawned, () => installer.rollback(ctx as never))
       }
     } catch (err) {
       // No installer for the type, no package copy, or an installer's own bug: a failed step.
       const p = problemOf(err, step)
       return { ok: false, code: p.code, reason: p.reason ?? '', output: '' }
+    } finally {
+      await Promise.all(recording)
     }
+  }
+
+  /** Notes the process group of a step's command in the job's marker (synced), if the step is still the marker's. */
+  private async recordProcess (id: string, step: MarkerStep, attempt: number, group: ProcessGroup): Promise<void> {
+    try {
+      const bootId = await this.bootId()
+      await this.writeLock.run(async () => {
+        const marker = this.markers.get(id)
+        if (!marker || marker.step !== step || marker.attempt !== attempt) return
+        const next: CrashMarker = { ...marker, process: { ...group, bootId } }
+        await this.opts.db.batch(this.store.markerOps(id, next) as never, { sync: true })
+        this.markers.set(id, next)
+      })
+    } catch (err) {
+      this.say(`cannot record the process group ${group.pgid} of a ${step} step: ${(err as Error).message}`)
+    }
+  }
+
+  /**
+   * Ends the process group that a run killed during the marker's step left behind (if it is still
+   * that group), then forgets it: its pid may belong to someone else one day.
+   */
+  private async endLeftover (marker: CrashMarker): Promise<void> {
+    const group = marker.process!
+    const job = this.jobs.get(marker.job)
+    const name = job ? label(job) : marker.job
+    const what = `process group ${group.pgid} of its ${marker.step} step`
+    try {
+      if (group.bootId !== await this.bootId()) {
+        this.say(`${name}: ${what} ran before the endpoint restarted: nothing of it is left`)
+      } else {
+        const outcome = await endProcessGroup(group, { graceMs: this.opts.orphanGraceMs ?? DEFAULT_LEFTOVER_GRACE_MS })
+        if (outcome === 'ended') this.say(`${name}: ended ${what}, left running by a run of the agent that was killed`)
+        else if (outcome === 'gone') this.say(`${name}: ${what} has ended already`)
+        else this.say(`${name}: ${what}: that id belongs to another process now; left alone`)
+      }
+    } catch (err) {
+      this.say(`${name}: cannot end ${what}: ${(err as Error).message}`)
+    }
+    await this.writeLock.run(async () => {
+      const cur = this.markers.get(marker.job)
+      if (cur?.process?.pgid !== group.pgid) return
+      const next = without(cur, 'process')
+      await this.opts.db.batch(this.store.markerOps(marker.job, next) as never, { sync: true })
+      this.markers.set(marker.job, next)
+    })
   }
 
   // --- committing ---------------------------------------------------------------------------------
@@ -599,7 +743,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   private async result (): Promise<StepResult> {
     const transitions = this.history
     this.history = []
-    const out: StepResult = { transitions, rebooting: this.rebootingNow || this.clock().getTime() < this.suspendedUntil }
+    const out: StepResult = { transitions, rebooting: this.rebootingNow || this.clock().getTime() < this.suspendedUntil, downloading: this.fetches.size }
     const wake = await this.nextWake()
     if (wake !== undefined) out.nextWakeAt = wake
     return out
@@ -612,7 +756,9 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     const policy = await this.policy()
     let best = Infinity
     for (const job of this.jobs.values()) {
-      const t = wakeAt(job, this.markers.has(job.id), policy, now)
+      // A download in flight wakes no one: its end does ('download-ended'); one that ended is due now.
+      const fetch = this.fetches.get(job.id)
+      const t = fetch ? (fetch.outcome ? now : undefined) : wakeAt(job, this.markers.has(job.id), policy, now)
       if (t !== undefined) best = Math.min(best, t)
     }
     return best === Infinity ? undefined : new Date(best)

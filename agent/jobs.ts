@@ -77,6 +77,21 @@ export interface CrashMarker {
   at: string
   /** reboot: the boot the install ran in; another boot id means the endpoint has restarted. */
   bootId?: string
+  /**
+   * The process group the step's command runs in (its own, so it outlives an agent that is killed),
+   * written (synced) as soon as the command has started. recover() ends what is left of it before
+   * it runs the step again, if it is still the same group: same boot, same leader (start time).
+   */
+  process?: StepProcess
+}
+
+export interface StepProcess {
+  /** The group's id: the pid of the step's command, its leader. */
+  pgid: number
+  /** The boot it ran in: after a restart of the endpoint nothing of it is left. */
+  bootId: string
+  /** Linux: the leader's start time; a process with its pid and another start time is not it. */
+  startTime?: string
 }
 
 /** States in which a step was under way; recover() finishes them. ('failed' only with a marker.) */

@@ -1,7 +1,14 @@
 // Runs one command for an installer: argv without a shell, a minimal environment, a time limit that
 // ends the whole process group (an install script's children too), and stdout+stderr kept as one
 // bounded tail. A command that fails is a result, never an exception.
+//
+// A process group outlives the agent if the agent is killed (SIGKILL, OOM): watchSpawns() lets the
+// job runner record each group as it starts, and endProcessGroup() lets the next run end what is
+// left of it before it runs the step again.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { readFileSync } from 'node:fs'
+import fs from 'node:fs/promises'
 import { PatchswarmError, isPatchswarmError } from '../../lib/errors.js'
 
 export const DEFAULT_OUTPUT_BYTES = 8 * 1024
@@ -121,6 +128,24 @@ export function exitCodeAccepted (code: number, accepted: readonly number[]): bo
   return accepted.some((c) => c === code || (c >>> 0) === (code >>> 0))
 }
 
+/** A command's process group, as recorded while it runs. */
+export interface ProcessGroup {
+  /** The group's id: the pid of the command, which leads its own group. */
+  pgid: number
+  /** Linux: when the leader started (clock ticks after boot); a reused pid has another. */
+  startTime?: string
+}
+
+const spawnWatch = new AsyncLocalStorage<(group: ProcessGroup) => void>()
+
+/**
+ * Runs `fn`; every command run() starts within it (in its async context: installers need not pass
+ * anything along) is reported to `onSpawn` at once, synchronously, right after it started.
+ */
+export function watchSpawns<T> (onSpawn: (group: ProcessGroup) => void, fn: () => T): T {
+  return spawnWatch.run(onSpawn, fn)
+}
+
 export function run (opts: RunOptions): Promise<RunResult> {
   const argv = opts?.argv
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string') || argv[0] === '') {
@@ -154,6 +179,12 @@ export function run (opts: RunOptions): Promise<RunResult> {
     } catch (err) { // bad options (e.g. a NUL in an argument) throw here rather than emit 'error'
       resolve(result({ ok: false, code: 'INSTALL_FAILED', reason: `cannot start ${argv[0]}: ${(err as Error).message}` }))
       return
+    }
+
+    const watcher = spawnWatch.getStore()
+    if (watcher && child.pid !== undefined && process.platform !== 'win32') {
+      const startTime = startTimeNow(child.pid)
+      try { watcher({ pgid: child.pid, ...(startTime !== undefined ? { startTime } : {}) }) } catch { /* the watcher's problem */ }
     }
 
     let done = false
@@ -248,5 +279,103 @@ function killGroup (child: ChildProcess, sig: NodeJS.Signals) {
     process.kill(-pid, sig)
   } catch {
     // ESRCH: the group is gone already
+  }
+}
+
+// --- process groups left behind -----------------------------------------------------------------
+
+/** Linux: field 22 of /proc/<pid>/stat, the process's start time in clock ticks after boot. */
+function startTimeNow (pid: number): string | undefined {
+  if (process.platform !== 'linux') return undefined
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTime
+  } catch {
+    return undefined
+  }
+}
+
+/** The start time of process `pid` (Linux), or undefined if it is gone or unknown. */
+export async function processStartTime (pid: number): Promise<string | undefined> {
+  if (process.platform !== 'linux') return undefined
+  return parseStat(await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''))?.startTime
+}
+
+// "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so fields count from the last ')'.
+function parseStat (stat: string): { state: string, pgrp: number, startTime: string } | undefined {
+  const close = stat.lastIndexOf(')')
+  if (close < 0) return undefined
+  const f = stat.slice(close + 2).split(' ')
+  if (f.length < 20) return undefined
+  return { state: f[0]!, pgrp: Number(f[2]), startTime: f[19]! }
+}
+
+/**
+ * Whether process group `pgid` has a member that is still running. On Linux zombies do not count:
+ * a killed member stays one until whoever adopted it reaps it, which may take a while.
+ */
+export async function groupAlive (pgid: number): Promise<boolean> {
+  try {
+    process.kill(-pgid, 0)
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  if (process.platform !== 'linux') return true
+  for (const name of await fs.readdir('/proc').catch(() => [] as string[])) {
+    if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue
+    const s = parseStat(await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => ''))
+    if (s && s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X') return true
+  }
+  return false
+}
+
+export const DEFAULT_LEFTOVER_GRACE_MS = 3000
+/** After the SIGKILL, how long to wait for the group to be gone before going on. */
+const KILL_WAIT_MS = 2000
+
+/**
+ * Ends a process group that an earlier run of the agent left running (it was killed while a step
+ * ran): SIGTERM, SIGKILL after `graceMs` if anything is left, then waits (bounded) until nothing is.
+ *   gone      nothing of the group runs any more
+ *   ended     it ran, and was ended
+ *   not-ours  the leader is another process now (a reused pid: its start time differs), or we may
+ *             not signal the group: it is left alone
+ * The caller checks that the group was recorded in this boot of the endpoint. POSIX only (Windows
+ * has no process groups; the command's process alone is ended there).
+ */
+export async function endProcessGroup (group: ProcessGroup, opts: { graceMs?: number } = {}): Promise<'gone' | 'ended' | 'not-ours'> {
+  const { pgid } = group
+  if (!Number.isInteger(pgid) || pgid <= 1) return 'not-ours'
+  if (process.platform === 'win32') {
+    try { process.kill(pgid, 'SIGKILL'); return 'ended' } catch { return 'gone' }
+  }
+  if (!await groupAlive(pgid)) return 'gone'
+  // A live process with the leader's pid but another start time took a freed pid: the old group is
+  // gone (a pid is not handed out while a group of that id has members) and this one is not ours.
+  if (group.startTime !== undefined) {
+    const now = await processStartTime(pgid)
+    if (now !== undefined && now !== group.startTime) return 'not-ours'
+  }
+  const signal = (sig: NodeJS.Signals): 'sent' | 'gone' | 'not-ours' => {
+    try {
+      process.kill(-pgid, sig)
+      return 'sent'
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? 'not-ours' : 'gone'
+    }
+  }
+  const first = signal('SIGTERM')
+  if (first !== 'sent') return first
+  if (await waitGone(pgid, opts.graceMs ?? DEFAULT_LEFTOVER_GRACE_MS)) return 'ended'
+  signal('SIGKILL')
+  await waitGone(pgid, KILL_WAIT_MS)
+  return 'ended'
+}
+
+async function waitGone (pgid: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms
+  for (;;) {
+    if (!await groupAlive(pgid)) return true
+    if (Date.now() >= end) return false
+    await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, end - Date.now()))))
   }
 }

@@ -105,14 +105,18 @@ export function registerAgentCommands (program: Command, ctx: CliContext): void 
     .action(async (opts: { data: string, checkIn?: number, verbose?: boolean }) => {
       const log = (line: string) => { if (opts.verbose) ctx.io.stderr(JSON.stringify({ at: new Date().toISOString(), msg: line }) + '\n') }
       const daemon = await Agent.open(ctx.resolve(opts.data), { log, ...(opts.checkIn ? { checkInMs: opts.checkIn } : {}) })
+      // Listen for the stop signal before starting: start() may re-run an interrupted install.
+      const stop = new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve())
+        process.once('SIGTERM', () => resolve())
+      })
       try {
         daemon.runner.on('transition', (tr) => log(`${tr.release.name} ${tr.release.packageVersion}: ${tr.from} → ${tr.to}`))
-        await daemon.start()
+        const started = daemon.start()
+        started.catch(() => {}) // a stop during start-up: close() below ends it; its error is not news
+        await Promise.race([started, stop])
         ctx.io.stdout(`agent ${daemon.keyid.slice(0, 16)}… of ${daemon.config.org} running in ${daemon.dir} (Ctrl-C stops it)\n`)
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', () => resolve())
-          process.once('SIGTERM', () => resolve())
-        })
+        await stop
       } finally {
         await daemon.close()
       }
