@@ -46,6 +46,7 @@ const COMMAND_MODULES: Array<{ commands: string[], load: () => Promise<Register>
   { commands: ['demo'], load: async () => (await import('./commands/demo.js')).registerDemoCommand },
   { commands: ['verify-evidence'], load: async () => (await import('./commands/evidence.js')).registerEvidenceCommand },
   { commands: ['console'], load: async () => (await import('./commands/console.js')).registerConsoleCommand },
+  { commands: ['tui'], load: async () => (await import('./commands/tui.js')).registerTuiCommand },
   { commands: ['tenant', 'group', 'token', 'endpoint', 'policy', 'releases', 'rollout', 'report', 'webhook', 'admin', 'audit', 'api'], load: async () => (await import('./commands/admin.js')).registerAdminCommands },
   { commands: ['dht'], load: async () => (await import('./commands/dht.js')).registerDhtCommand },
   { commands: ['agent'], load: async () => (await import('./commands/agent.js')).registerAgentCommands }

@@ -12,13 +12,14 @@ import { RpcServer } from '../../lib/console/rpc.js'
 import { ConsoleSwarm } from '../../lib/console/console-swarm.js'
 import { keyIdOf } from '../../lib/crypto/keys.js'
 import type { CliContext } from '../cli.js'
+import path from 'node:path'
 import { readFileBytes } from './documents.js'
-import { parseBootstrap } from './options.js'
+import { parseBootstrap, parsePositiveInt } from './options.js'
 import { DEFAULT_DATA, socketPathFor } from './socket.js'
 
 interface ConsoleCommandOptions {
   data: string, root: string, consoleKey: string, socket?: string, owner?: string, ownerSshKey?: string
-  bootstrap?: string, host?: string, tick: string, json?: boolean
+  bootstrap?: string, host?: string, tick: string, ssh?: number, sshHost: string, json?: boolean
 }
 
 export function registerConsoleCommand (program: Command, ctx: CliContext, signal?: AbortSignal): void {
@@ -33,6 +34,8 @@ export function registerConsoleCommand (program: Command, ctx: CliContext, signa
     .option('--bootstrap <host:port,…|public>', 'DHT bootstrap nodes: join the swarm (agents, enrollment, packages)')
     .option('--host <address>', 'address to bind the DHT node to (e.g. 127.0.0.1)')
     .option('--tick <ms>', 'how often running rollouts are evaluated', '5000')
+    .option('--ssh <port>', 'serve the terminal console over SSH on this port (admins log in with their SSH key, and a TOTP code when they have one)', parsePositiveInt)
+    .option('--ssh-host <address>', 'address the SSH server binds to', '127.0.0.1')
     .option('--json', 'print the start-up line as JSON')
     .action(async (opts: ConsoleCommandOptions) => {
       const dataDir = ctx.resolve(opts.data)
@@ -56,8 +59,14 @@ export function registerConsoleCommand (program: Command, ctx: CliContext, signa
           closers.unshift(() => swarm!.close())
           await swarm.ready()
         }
+        let sshLine = ''
+        if (opts.ssh) {
+          const ssh = await serveSsh(node, dataDir, opts.sshHost, opts.ssh)
+          closers.unshift(() => ssh.server.close())
+          sshLine = `, SSH on ${opts.sshHost}:${opts.ssh} (host key ${ssh.fingerprint})`
+        }
         const enrollKey = swarm ? keyIdOf(node.enrollKeyPair.publicKey) : null
-        ctx.print(opts, `console of ${node.org} running: admin socket ${socketPath}${swarm ? `, on the swarm as ${swarm.keyid.slice(0, 16)}…` : ''}`,
+        ctx.print(opts, `console of ${node.org} running: admin socket ${socketPath}${swarm ? `, on the swarm as ${swarm.keyid.slice(0, 16)}…` : ''}${sshLine}`,
           { org: node.org, socket: socketPath, enrollKey, swarmKey: swarm?.keyid ?? null, pid: process.pid })
         await new Promise<void>((resolve) => {
           if (signal?.aborted) return resolve()
@@ -69,4 +78,35 @@ export function registerConsoleCommand (program: Command, ctx: CliContext, signa
         for (const close of closers) await close().catch(() => {})
       }
     })
+}
+
+/**
+ * The terminal console over SSH: each session gets its own screen and app, acting as the admin
+ * whose key logged in (and only within that admin's scope); logins are audited.
+ */
+async function serveSsh (node: Console, dataDir: string, host: string, port: number) {
+  const { SshServer, loadOrCreateHostKey, fleetAdminResolver } = await import('../../tui/ssh/index.js')
+  const { createUi, createTuiApp, inProcessAccess, defaultExtensionRoots } = await import('../../tui/index.js')
+  const hostKey = await loadOrCreateHostKey(path.join(dataDir, 'ssh_host_ed25519_key'))
+  const api = new AdminApi(node)
+  const roots = await defaultExtensionRoots()
+  const server = new SshServer({
+    hostKey: hostKey.privateKey,
+    host,
+    port,
+    resolveAdmin: fleetAdminResolver(node.fleet.admins),
+    session: async (channel, admin) => {
+      const ui = createUi({ input: channel.input, output: channel.output, terminal: channel.term, width: channel.columns, height: channel.rows })
+      const unsubscribe = channel.onResize((size) => ui.resize(size.columns, size.rows))
+      const app = await createTuiApp({ ui, access: inProcessAccess(api, admin.id), admin: admin.id, extensions: { roots, db: node.db } })
+      app.once('close', () => channel.close())
+      return { close: async () => { unsubscribe(); await app.close() } }
+    },
+    onAuth: (e) => {
+      if (e.partial) return
+      node.fleet.gate.record({ admin: e.admin ?? `ssh:${e.username}`, action: 'ssh.login', target: `ssh:${e.method}`, tenants: [], result: e.ok ? 'ok' : 'FORBIDDEN' }).catch(() => {})
+    }
+  })
+  await server.listen()
+  return { server, fingerprint: hostKey.fingerprint }
 }

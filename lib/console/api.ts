@@ -1,14 +1,22 @@
 // The admin API: one typed interface, in namespaces like VS Code's (`api.rollouts.pause(actor, id)`).
 // Every method takes the acting admin's id first and passes through the fleet's AdminGate:
 // permission on the tenant paths the call concerns, then exactly one audit entry. Lists keep only
-// what the actor may read. A method whose name ends in `$` is a live subscription (an Observable).
-// The same object serves in-process callers and, through dispatch(), the Unix socket.
-import { Observable, defer, from, switchMap, map, distinctUntilChanged, throttleTime, startWith, asyncScheduler } from 'rxjs'
+// what the actor may read. A method whose name ends in `$` is a live subscription (an Observable):
+// the gate runs once when it is subscribed (one audit entry per subscription), its values are
+// filtered by scope exactly like its non-live sibling's, and the actor's permission is checked again
+// as it refreshes, at most once a second (a revoked role ends it with FORBIDDEN). Refreshes are throttled
+// here, at the source, so a console under 200 events a second sends each subscriber a few updates a
+// second, not 200. The same object serves in-process callers and, through dispatch(), the socket.
+//
+// Longer than most files: the namespaces are the API's one table of methods, and splitting them
+// would scatter the gate rules that must read alike.
+import { Observable, defer, from, switchMap, map, distinctUntilChanged, throttleTime, startWith, asyncScheduler, merge, timer, concatMap, bufferTime, filter, EMPTY } from 'rxjs'
 import { PatchswarmError } from '../errors.js'
 import { can, filterByScope, reachesBelow, scopesFor, type Action } from '../fleet/rbac.js'
 import type { Admin } from '../fleet/admins.js'
+import { auditVisibleTo, type AuditEntry } from '../fleet/audit.js'
 import type { WriteOptions } from '../fleet/common.js'
-import { assertTenantPath } from '../fleet/tenants.js'
+import { assertTenantPath, type CustomerStatus, type TenantNode } from '../fleet/tenants.js'
 import type { Fleet } from '../fleet/fleet.js'
 import type { EndpointRecord, EndpointStatus } from '../fleet/endpoints.js'
 import type { CreateTokenInput, TokenRecord } from '../fleet/enrollment.js'
@@ -17,13 +25,16 @@ import type { Envelope } from '../trust/envelope.js'
 import type { VerifiedRelease } from '../trust/trusted-state.js'
 import { requiresApproval, publisherOf } from '../policy/policy.js'
 import type { StoredPolicy, EffectivePolicyAt } from '../policy/store.js'
-import type { Rollout } from '../rollout/rollout.js'
+import type { HaltInfo, PhaseState, Rollout, RolloutState } from '../rollout/rollout.js'
 import type { RolloutHistoryEntry } from '../rollout/store.js'
-import { computeKpis, type KpiInput } from '../report/kpis.js'
+import { computeKpis, rollup, type KpiInput, type NodeKpis } from '../report/kpis.js'
 import { buildReport, reportToCsv, reportToJson, renderHtmlReport, type Report } from '../report/export.js'
 import { buildEvidence } from '../report/evidence.js'
 import type { IngestCounters, IngestResult } from '../report/ingest.js'
-import type { Kpis, PatchRecord } from '../report/records.js'
+import type { ByteCounts, Kpis, PatchRecord } from '../report/records.js'
+import type { EndpointView, StateCounts, ViewState } from '../report/reducers.js'
+import type { ReportEntry } from '../report/facts.js'
+import type { Risk } from '../trust/release.js'
 import type { Webhook } from '../report/webhooks.js'
 import type { Console } from './console.js'
 
@@ -43,7 +54,114 @@ const seesPart = (action: Action) => (a: Admin, [path]: string[]) => can(a, acti
 /** True if `path` overlaps a scope where the actor has `action`: lies inside it, or above it. */
 const overlaps = (a: Admin, action: Action, path: string) => scopesFor(a, action).some((s) => isWithinTenant(s, path) || isWithinTenant(path, s))
 
+// ---- live subscriptions ---------------------------------------------------------------------
+
+/** Refresh intervals of live methods are at least this (ms): a subscriber cannot make the console spin. */
+export const MIN_LIVE_MS = 50
+const liveMs = (ms: unknown, fallback: number) => Math.max(MIN_LIVE_MS, Number.isFinite(Number(ms)) && ms !== undefined && ms !== null ? Number(ms) : fallback)
+
+/** What a live method's refresh reads: the actor's admin record now (FORBIDDEN once its rights are gone). */
+type Current = () => Promise<Admin>
+
+/** How long a live method trusts its last permission check (ms). */
+const RECHECK_MS = 1000
+
+/**
+ * A live read: the gate once on subscription (permission, one audit entry), then `build` with a
+ * function that re-reads the actor and checks `allowed` again; losing the right ends the stream
+ * with FORBIDDEN (and an audit entry saying so).
+ */
+function live<T> (gate: Gate, actor: string, action: string, target: unknown, tenants: (a: Admin) => string[] | Promise<string[]>, allowed: (a: Admin, t: string[]) => boolean | Promise<boolean>, build: (current: Current, first: Admin) => Observable<T>): Observable<T> {
+  return defer(() => from(call(gate, actor, action, target, false, tenants, allowed, async (a) => a))).pipe(
+    switchMap((first) => {
+      // Checked again at most once a second: 200 events a second do not mean 200 admin lookups.
+      let checked = { at: performance.now(), admin: first }
+      const current: Current = async () => {
+        if (performance.now() - checked.at < RECHECK_MS) return checked.admin
+        const a = await gate.actor(actor)
+        const paths = a ? await Promise.resolve(tenants(a)).catch(() => null) : null
+        if (!a || paths === null || !await allowed(a, paths)) {
+          await gate.record({ admin: String(actor), action, target: String(target), tenants: paths ?? [], result: 'FORBIDDEN' })
+          throw PatchswarmError.FORBIDDEN(`${action}: admin ${String(actor).slice(0, 80)} may no longer read this`)
+        }
+        checked = { at: performance.now(), admin: a }
+        return a
+      }
+      return build(current, first)
+    }))
+}
+
+/**
+ * Runs `compute` on each tick, one run at a time: ticks during a run are folded into one more run
+ * after it (the latest state is never skipped, and a slow read is never run twice at once).
+ */
+function refreshOn<T> (ticks: Observable<unknown>, compute: () => Promise<T>): Observable<T> {
+  return new Observable<T>((subscriber) => {
+    let running = false
+    let again = false
+    let ended = false
+    const run = () => {
+      running = true
+      compute().then((v) => { if (!subscriber.closed) subscriber.next(v) }, (err) => subscriber.error(err)).finally(() => {
+        running = false
+        if (subscriber.closed) return
+        if (again) { again = false; run() } else if (ended) subscriber.complete()
+      })
+    }
+    const s = ticks.subscribe({
+      next: () => { if (running) again = true; else run() },
+      error: (err) => subscriber.error(err),
+      complete: () => { ended = true; if (!running) subscriber.complete() }
+    })
+    return () => s.unsubscribe()
+  })
+}
+
+/** Ticks when the report views change (throttled to one per `ms`, the first at once), and every `every` ms. */
+function viewTicks (c: Console, ms: number, every?: number): Observable<unknown> {
+  return merge(c.views.state$, every ? timer(every, every) : EMPTY).pipe(throttleTime(ms, asyncScheduler, { leading: true, trailing: true }))
+}
+
+const sameJson = <T>(a: T, b: T) => JSON.stringify(a) === JSON.stringify(b)
+
 // ---- enrollment tokens and endpoints --------------------------------------------------------
+
+/** An endpoint as the live list shows it: its registry record (without certificate and history) and what it last reported. */
+export interface EndpointRow {
+  keyid: string
+  hostname: string
+  /** Its customer or group. */
+  tenant: string
+  site: string | null
+  status: EndpointStatus
+  platform: string
+  enrolledAt: string
+  /** Console time of its latest event. */
+  lastSeenAt?: string
+  /** The agent's latest state (`started`, `stopped`, `breaker-open` …) and version. */
+  agent?: { state: string, version?: string }
+  /** Its latest job: the release by name and version, the state reached, the rollout that asked for it. */
+  job?: { release: string, state: string, action: string, at: string, rollout?: string }
+  /** Bytes it received, by source. */
+  bytes: ByteCounts
+}
+
+/**
+ * One message of `endpoints.list$`. The first message has `reset` (start from an empty list); rows
+ * replace the rows of the same keyid (or are added), `removed` keyids leave. The initial list comes
+ * in chunks of at most ENDPOINT_CHUNK rows, `loaded` false until its last one: a list of 100 000
+ * endpoints never makes one huge frame on the socket, and later messages carry only what changed.
+ */
+export interface EndpointsUpdate {
+  reset: boolean
+  loaded: boolean
+  rows: EndpointRow[]
+  removed: string[]
+}
+
+export const ENDPOINT_CHUNK = 2000
+/** How often endpoints.list$ reads the registry again (enrollments, moves: changes the report log does not carry). */
+const REGISTRY_REFRESH_MS = 2000
 
 export class EndpointsApi {
   readonly #c: Console
@@ -75,6 +193,57 @@ export class EndpointsApi {
       async (a) => filterByScope(a, 'endpoint.read', await this.#c.endpoints.list({ under, ...(query?.status ? { status: query.status } : {}) }), (e) => e.tenant))
   }
 
+  /**
+   * `list`, live: the endpoints the actor may read under `query.under`, with what each last reported,
+   * as an initial list and then changes only (see EndpointsUpdate), at most one message per `ms`
+   * (default 1000) however fast events come in.
+   */
+  list$ (actor: string, query: { under?: string, status?: EndpointStatus | EndpointStatus[] } = {}, ms?: number): Observable<EndpointsUpdate> {
+    const under = query?.under ?? ''
+    const status = query?.status
+    const every = liveMs(ms, 1000)
+    const c = this.#c
+    return live(c.fleet.gate, actor, 'endpoint.list-watch', under, () => [assertTenantPath(under)], seesPart('endpoint.read'), (current) => defer(() => {
+      let state: ViewState | undefined
+      let registry: EndpointRecord[] = []
+      let readAt = -Infinity
+      let first = true
+      const shown = new Map<string, { sig: string, row: EndpointRow }>()
+      const compute = async (): Promise<EndpointsUpdate[]> => {
+        const a = await current()
+        if (performance.now() - readAt >= Math.max(every, REGISTRY_REFRESH_MS)) {
+          registry = filterByScope(a, 'endpoint.read', await c.endpoints.list({ under, ...(status ? { status } : {}) }), (e) => e.tenant)
+          readAt = performance.now()
+        }
+        // The views' state is read synchronously here, right after the last await: never kept.
+        const views = state
+        const changed: EndpointRow[] = []
+        const seen = new Set<string>()
+        for (const e of registry) {
+          seen.add(e.keyid)
+          const ev = views?.endpoints.get(e.keyid)
+          const sig = `${e.updatedAt}|${e.path}|${e.status}|${ev?.position ?? 0}`
+          if (shown.get(e.keyid)?.sig === sig) continue
+          const row = endpointRow(c, e, ev)
+          shown.set(e.keyid, { sig, row })
+          changed.push(row)
+        }
+        const removed = [...shown.keys()].filter((k) => !seen.has(k))
+        for (const k of removed) shown.delete(k)
+        const out: EndpointsUpdate[] = []
+        for (let i = 0; i < changed.length || (first && i === 0); i += ENDPOINT_CHUNK) {
+          const rows = changed.slice(i, i + ENDPOINT_CHUNK)
+          out.push({ reset: first && i === 0, loaded: i + ENDPOINT_CHUNK >= changed.length, rows, removed: i === 0 ? removed : [] })
+        }
+        if (out.length === 0 && removed.length > 0) out.push({ reset: false, loaded: true, rows: [], removed })
+        first = false
+        return out
+      }
+      const ticks = viewTicks(c, every, REGISTRY_REFRESH_MS).pipe(map((s) => { if (s && typeof s === 'object') state = s as ViewState; return s }))
+      return refreshOn(ticks, compute).pipe(concatMap((updates) => from(updates)))
+    }))
+  }
+
   get (actor: string, keyid: string): Promise<EndpointRecord> {
     return this.#onEndpoint(actor, 'endpoint.get', keyid, false, 'endpoint.read', async (e) => e)
   }
@@ -100,6 +269,25 @@ export class EndpointsApi {
       (_, w) => perform(record!, w))
   }
 }
+
+function endpointRow (c: Console, e: EndpointRecord, ev: EndpointView | undefined): EndpointRow {
+  const row: EndpointRow = {
+    keyid: e.keyid, hostname: e.hostname, tenant: e.tenant, site: e.site, status: e.status, platform: e.platform, enrolledAt: e.enrolledAt,
+    bytes: ev ? { ...ev.bytes } : { origin: 0, site: 0, peer: 0, local: 0 }
+  }
+  if (ev?.lastSeenAt) row.lastSeenAt = ev.lastSeenAt
+  if (ev?.agent) row.agent = { state: ev.agent.state, ...(ev.agent.version ? { version: ev.agent.version } : {}) }
+  let latest: [string, EndpointJob] | undefined
+  for (const entry of Object.entries(ev?.jobs ?? {})) if (!latest || entry[1].at > latest[1].at) latest = entry
+  if (latest) {
+    const [hash, j] = latest
+    const r = c.trust.releaseByHash(hash)?.release
+    row.job = { release: r ? `${r.name} ${r.packageVersion}` : hash.slice(0, 12), state: j.state, action: j.action, at: j.at, ...(j.rollout ? { rollout: j.rollout } : {}) }
+  }
+  return row
+}
+
+type EndpointJob = { state: string, action: string, at: string, rollout?: string }
 
 // ---- policies -------------------------------------------------------------------------------
 
@@ -162,6 +350,17 @@ export class ReleasesApi {
       const visible = this.#c.trust.releases().filter((r) => overlaps(a, 'rollout.read', r.release.scope))
       return Promise.all(visible.map((r) => this.#view(r.envelopeHash, a)))
     })
+  }
+
+  /** `list`, live: again whenever a release or an approval changes (checked every `ms`, default 5000). */
+  list$ (actor: string, ms?: number): Observable<ReleaseView[]> {
+    const every = liveMs(ms, 5000)
+    return live(this.#c.fleet.gate, actor, 'release.list-watch', 'releases', (a) => scopesFor(a, 'rollout.read'), (_, s) => s.length > 0, (current) =>
+      refreshOn(timer(0, every), async () => {
+        const a = await current()
+        const visible = this.#c.trust.releases().filter((r) => overlaps(a, 'rollout.read', r.release.scope))
+        return Promise.all(visible.map((r) => this.#view(r.envelopeHash, a)))
+      }).pipe(distinctUntilChanged(sameJson)))
   }
 
   /** Approves a release for a tenant subtree (inside the release's scope). */
@@ -233,6 +432,36 @@ export interface CreateRolloutRequest {
   deadline?: string
 }
 
+/** A rollout as live lists show it: its phases with their size and progress instead of their endpoint lists. */
+export interface RolloutSummary {
+  id: string
+  state: RolloutState
+  release: { name: string, packageVersion: string, platform: string, risk: Risk, envelopeHash: string }
+  target: { tenant: string, endpoints?: number }
+  deadline?: string
+  halted?: HaltInfo
+  createdAt: string
+  updatedAt: string
+  revision: number
+  /** Members and their latest job state over all phases (from the reports). */
+  total: number
+  counts: StateCounts
+  /** Why it is in its state, as the report log says (`2 of 10 endpoints failed …`). */
+  reason?: string
+  phases: Array<{
+    name: string
+    state: PhaseState
+    size: number
+    successThreshold: number
+    errorThreshold: number
+    minSoakMinutes: number
+    startedAt?: string
+    endedAt?: string
+    acceptedErrors?: number
+    counts: StateCounts
+  }>
+}
+
 export class RolloutsApi {
   readonly #c: Console
   constructor (c: Console) { this.#c = c }
@@ -287,6 +516,21 @@ export class RolloutsApi {
       async (a) => filterByScope(a, 'rollout.read', await this.#c.rollouts.list({ tenant: under }), (r) => r.spec.target.tenant))
   }
 
+  /**
+   * `list`, live, as summaries with each phase's progress: again whenever the reports change (at most
+   * every `ms`, default 500) and every few seconds in any case.
+   */
+  list$ (actor: string, query: { tenant?: string } = {}, ms?: number): Observable<RolloutSummary[]> {
+    const under = query?.tenant ?? ''
+    const every = liveMs(ms, 500)
+    return live(this.#c.fleet.gate, actor, 'rollout.list-watch', under, () => [assertTenantPath(under)], seesPart('rollout.read'), (current) =>
+      refreshOn(viewTicks(this.#c, every, 5000), async () => {
+        const a = await current()
+        const rollouts = filterByScope(a, 'rollout.read', await this.#c.rollouts.list({ tenant: under }), (r) => r.spec.target.tenant)
+        return rollouts.map((r) => rolloutSummary(r, this.#c.views.rollout(r.id)))
+      }).pipe(distinctUntilChanged(sameJson)))
+  }
+
   history (actor: string, id: string): Promise<RolloutHistoryEntry[]> {
     return this.#onRollout(actor, 'rollout.history', id, false, 'rollout.read', (r) => this.#c.rollouts.history(r.id))
   }
@@ -313,7 +557,64 @@ export class RolloutsApi {
   }
 }
 
+function rolloutSummary (r: Rollout, p: ReturnType<Console['views']['rollout']>): RolloutSummary {
+  const { spec } = r
+  return {
+    id: r.id,
+    state: r.state,
+    release: { name: spec.release.name, packageVersion: spec.release.packageVersion, platform: spec.release.platform, risk: spec.release.risk, envelopeHash: spec.release.envelopeHash },
+    target: { tenant: spec.target.tenant, ...(spec.target.endpoints ? { endpoints: spec.target.endpoints.length } : {}) },
+    ...(spec.deadline ? { deadline: spec.deadline } : {}),
+    ...(r.halted ? { halted: r.halted } : {}),
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    revision: r.revision,
+    total: r.phases.reduce((n, ph) => n + ph.endpoints.length, 0),
+    counts: { ...p?.counts },
+    ...(p?.reason ? { reason: p.reason } : {}),
+    phases: r.phases.map((ph, i) => {
+      const s = spec.phases[i]!
+      return {
+        name: ph.name,
+        state: ph.state,
+        size: ph.endpoints.length,
+        successThreshold: s.successThreshold,
+        errorThreshold: s.errorThreshold,
+        minSoakMinutes: s.minSoakMinutes,
+        ...(ph.startedAt ? { startedAt: ph.startedAt } : {}),
+        ...(ph.endedAt ? { endedAt: ph.endedAt } : {}),
+        ...(ph.acceptedErrors ? { acceptedErrors: ph.acceptedErrors } : {}),
+        counts: { ...p?.phases[ph.name]?.counts }
+      }
+    })
+  }
+}
+
 // ---- reports --------------------------------------------------------------------------------
+
+/** A tenant of the subtree with its KPIs (NodeKpis) and, for a customer, its status. */
+export interface TenantKpis extends NodeKpis {
+  status?: CustomerStatus
+}
+
+/** One entry of the report log as the events view shows it: what happened, where, in a line. */
+export interface EventLine {
+  seq: number
+  /** Console time of the append. */
+  at: string
+  source: 'agent' | 'console'
+  /** The tenant it concerns (an endpoint's customer or group, a rollout's target). */
+  tenant: string
+  endpoint?: string
+  /** `job`, `transfer`, `agent`, `inventory`, or the console fact's type (`rollout.changed` …). */
+  kind: string
+  /** `failed`, `halted` … as `warn`/`error`; everything else `info`. */
+  level: 'info' | 'warn' | 'error'
+  text: string
+}
+
+/** Log entries `events$` looks back through for its first message (at most; it wants `last` visible ones). */
+const EVENT_LOOKBACK = 20_000
 
 export type ReportFormat = 'json' | 'csv' | 'html'
 
@@ -386,6 +687,118 @@ export class ReportsApi {
     )
   }
 
+  /**
+   * `fleet.walk` without the endpoints, live: the tenants (distributors to groups, with their status)
+   * of the subtree at `path` that the actor may read, again when the tree changes (read every `ms`,
+   * default 5000). Like walk, `path` may lie above the actor's scopes. (In this namespace because
+   * `fleet` is the Fleet itself.) A console session starts from it: the roots are the admin's homes.
+   */
+  tenants$ (actor: string, path = '', ms?: number): Observable<TenantNode[]> {
+    const every = liveMs(ms, 5000)
+    const c = this.#c
+    return live(c.fleet.gate, actor, 'tenant.watch', path, () => [assertTenantPath(path)], (a) => can(a, 'tenant.read', path) || reachesBelow(a, 'tenant.read', path), (current) =>
+      refreshOn(timer(0, every), async () => {
+        const a = await current()
+        return filterByScope(a, 'tenant.read', (await c.fleet.tenants.walk(path)).filter((n) => n.kind !== 'endpoint'), (n) => n.path)
+      }).pipe(distinctUntilChanged(sameJson)))
+  }
+
+  /**
+   * The KPIs of every tenant of the subtree at `path` (as in `report`, without the patch records),
+   * each customer with its status: again whenever the views change (at most every `ms`, default
+   * 1000), and the tree itself read again every few seconds (new, moved, removed tenants).
+   */
+  tree$ (actor: string, path: string, ms?: number): Observable<TenantKpis[]> {
+    const every = liveMs(ms, 1000)
+    const c = this.#c
+    return live(c.fleet.gate, actor, 'report.tree-watch', path, () => [assertTenantPath(path)], onAll('report.read'), (current) => defer(() => {
+      let nodes: Awaited<ReturnType<Console['fleet']['tenants']['walk']>> = []
+      let readAt = -Infinity
+      return refreshOn(viewTicks(c, every, 5000), async () => {
+        await current()
+        if (performance.now() - readAt >= 5000) {
+          nodes = (await c.fleet.tenants.walk(path)).filter((n) => n.kind !== 'endpoint' && isWithinTenant(n.path, path))
+          readAt = performance.now()
+        }
+        const input = await this.#input(path)
+        const status = new Map(nodes.map((n) => [n.path, n.status]))
+        return rollup(nodes, input).map((k): TenantKpis => {
+          const st = status.get(k.path)
+          return st === undefined ? k : { ...k, status: st }
+        })
+      }).pipe(distinctUntilChanged(sameJson))
+    }))
+  }
+
+  /**
+   * The report log under `path`, live: first the latest `last` entries there (default 200, at most
+   * 1000) as one message, then new ones in batches (at most one per `ms`, default 250). Agent events
+   * count where their endpoint is; console facts where their endpoints or their rollout's target are.
+   */
+  events$ (actor: string, path: string, opts: { last?: number, ms?: number } = {}): Observable<EventLine[]> {
+    const want = Math.max(0, Math.min(1000, Math.floor(Number(opts?.last ?? 200)) || 0))
+    const every = liveMs(opts?.ms, 250)
+    const c = this.#c
+    return live(c.fleet.gate, actor, 'report.events-watch', path, () => [assertTenantPath(path)], onAll('report.read'), (current) => defer(() => {
+      const targets = new Map<string, string | null>()
+      const targetOf = async (rollout: string) => {
+        if (!targets.has(rollout)) targets.set(rollout, (await c.rollouts.find(rollout).catch(() => undefined))?.spec.target.tenant ?? null)
+        return targets.get(rollout)!
+      }
+      const describe = async (entries: ReportEntry[]) => {
+        const out: EventLine[] = []
+        for (const e of entries) {
+          const line = await eventLine(e, path, targetOf)
+          if (line) out.push(line)
+        }
+        return out
+      }
+      const last = c.log.last
+      const backlog = async () => {
+        await current()
+        const out: EventLine[] = []
+        for (let to = last; to >= 1 && out.length < want && last - to < EVENT_LOOKBACK; to -= 1000) {
+          out.unshift(...await describe(await c.log.read({ from: Math.max(1, to - 999), to })))
+        }
+        return out.slice(Math.max(0, out.length - want))
+      }
+      return from(backlog()).pipe(
+        concatMap((first) => merge(from([first]), c.log.tail$(last + 1).pipe(
+          concatMap(async (chunk) => { await current(); return describe(chunk) }),
+          bufferTime(every),
+          map((lists) => lists.flat()),
+          filter((l) => l.length > 0)))))
+    }))
+  }
+
+  /**
+   * The audit log as `fleet.listAudit` shows it to the actor, live: first the latest `last` visible
+   * entries (default 100, at most 1000), then new ones as they are written (looked for every `ms`,
+   * default 1000). Its own subscription is one of them.
+   */
+  audit$ (actor: string, opts: { last?: number, ms?: number } = {}): Observable<AuditEntry[]> {
+    const want = Math.max(0, Math.min(1000, Math.floor(Number(opts?.last ?? 100)) || 0))
+    const every = liveMs(opts?.ms, 1000)
+    const audit = this.#c.fleet.audit
+    return live(this.#c.fleet.gate, actor, 'audit.watch', 'audit', (a) => scopesFor(a, 'audit.read'), (_, s) => s.length > 0, (current) => defer(() => {
+      let seen = 0
+      let first = true
+      return refreshOn(timer(0, every), async () => {
+        const a = await current()
+        if (first) {
+          first = false
+          const latest = (await audit.list({ reverse: true, limit: 1 }))[0]?.seq ?? 0
+          const visible = want === 0 ? [] : (await audit.listVisible(a, { reverse: true, limit: want })).reverse()
+          seen = Math.max(latest, visible[visible.length - 1]?.seq ?? 0)
+          return visible
+        }
+        const fresh = await audit.list({ from: seen + 1 })
+        if (fresh.length > 0) seen = fresh[fresh.length - 1]!.seq
+        return fresh.filter((e) => auditVisibleTo(a, e))
+      }).pipe(filter((l, i) => i === 0 || l.length > 0))
+    }))
+  }
+
   #read<T> (actor: string, action: string, path: string, perform: () => Promise<T>): Promise<T> {
     return call(this.#c.fleet.gate, actor, action, path, false, () => [assertTenantPath(path)], onAll('report.read'), perform)
   }
@@ -398,6 +811,57 @@ export class ReportsApi {
   async #report (path: string): Promise<Report> {
     const nodes = (await this.#c.fleet.tenants.walk(path)).filter((n) => n.kind !== 'endpoint')
     return buildReport({ ...await this.#input(path), scope: path, nodes })
+  }
+}
+
+const MB = (n: number) => `${(n / 1e6).toFixed(1)} MB`
+
+/** The line of one log entry, or null when it is not under `path`. */
+async function eventLine (e: ReportEntry, path: string, targetOf: (rollout: string) => Promise<string | null>): Promise<EventLine | null> {
+  const base = { seq: e.seq, at: e.at, source: e.source }
+  if (e.source === 'agent') {
+    const ev = e.envelope.signed
+    if (!isWithinTenant(ev.tenant, path)) return null
+    const head = { ...base, tenant: ev.tenant, endpoint: ev.endpoint, kind: ev.kind }
+    if (ev.kind === 'job' && ev.job) {
+      const j = ev.job
+      const level = j.state === 'failed' || j.state === 'rolled-back' ? 'error' : j.state === 'rolling-back' ? 'warn' : 'info'
+      const why = j.code || j.reason ? ` (${[j.code, j.reason].filter(Boolean).join(': ')})` : ''
+      return { ...head, level, text: `${j.action} ${j.release.name} ${j.release.packageVersion}: ${j.state}${j.attempt > 1 ? ` attempt ${j.attempt}` : ''}${j.rollout ? ` [${j.rollout}]` : ''}${why}` }
+    }
+    if (ev.kind === 'transfer' && ev.transfer) {
+      const b = ev.transfer.bytes
+      return { ...head, level: 'info', text: `received ${MB(b.origin + b.site + b.peer)}: origin ${MB(b.origin)}, site ${MB(b.site)}, peers ${MB(b.peer)}, local ${MB(b.local)}` }
+    }
+    if (ev.kind === 'agent' && ev.agent) {
+      const g = ev.agent
+      return { ...head, level: g.state.includes('breaker') ? 'warn' : 'info', text: `agent ${g.state}${g.version ? ` ${g.version}` : ''}${g.release ? ` ${g.release.name} ${g.release.packageVersion}` : ''}${g.reason ? `: ${g.reason}` : ''}` }
+    }
+    return { ...head, level: 'info', text: 'inventory' }
+  }
+  const f = e.fact
+  switch (f.type) {
+    case 'patch.assigned': {
+      const mine = f.endpoints.filter((x) => isWithinTenant(x.tenant, path))
+      if (mine.length === 0) return null
+      const tenants = [...new Set(mine.map((x) => x.tenant))]
+      return { ...base, tenant: tenants.length === 1 ? tenants[0]! : path, kind: f.type, level: 'info', text: `${f.release.name} ${f.release.version} assigned to ${mine.length} endpoint(s) [${f.rollout}${f.phase ? ` ${f.phase}` : ''}]` }
+    }
+    case 'patch.rollback': {
+      const tenant = await targetOf(f.rollout)
+      if (tenant === null || !isWithinTenant(tenant, path)) return null
+      return { ...base, tenant, kind: f.type, level: 'warn', text: `rollback ordered for ${f.endpoints.length} endpoint(s) [${f.rollout}]` }
+    }
+    case 'rollout.changed': {
+      const tenant = await targetOf(f.rollout)
+      if (tenant === null || !isWithinTenant(tenant, path)) return null
+      const level = f.state === 'halted' || f.state === 'aborted' ? 'error' : f.state === 'rolled-back' || f.state === 'paused' ? 'warn' : 'info'
+      return { ...base, tenant, kind: f.type, level, text: `rollout ${f.rollout}: ${f.state}${f.phase ? ` (phase ${f.phase})` : ''}${f.reason ? `: ${f.reason}` : ''}` }
+    }
+    default: {
+      if (!isWithinTenant(f.tenant, path)) return null
+      return { ...base, tenant: f.tenant, endpoint: f.keyid, kind: f.type, level: f.type === 'endpoint.removed' ? 'warn' : 'info', text: f.type === 'endpoint.removed' ? 'endpoint removed' : 'endpoint approved' }
+    }
   }
 }
 

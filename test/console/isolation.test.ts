@@ -111,6 +111,14 @@ function markers (s: Side): string[] {
   return [s.tenant.split('/').pop()!, ...s.keyids, ...s.tokens, ...s.uids, s.rollout, s.hook, s.release.hash, s.release.name, s.fresh.signed.name]
 }
 
+async function until (cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting for a live update')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 const text = (v: unknown): string => typeof v === 'string' ? v : JSON.stringify(v)
 const found = (v: unknown, marks: string[]): string[] => { const s = text(v); return marks.filter((m) => s.includes(m)) }
 
@@ -191,6 +199,11 @@ const TABLE: Record<string, Entry> = {
     forbidden: [(x) => x.api.endpoints.list(x.actor, { under: B }), (x) => x.api.endpoints.list(x.actor, { under: `${B}/office`, status: 'approved' }), (x) => x.api.endpoints.list(x.actor, { under: NOPE })],
     reads: [(x) => x.api.endpoints.list(x.actor), (x) => x.api.endpoints.list(x.actor, { under: x.home }), (x) => x.api.endpoints.list(x.actor, { status: 'quarantine' })]
   },
+  'endpoints.list$': {
+    write: false,
+    forbidden: [(x) => x.api.endpoints.list$(x.actor, { under: B }, 10), (x) => x.api.endpoints.list$(x.actor, { under: `${B}/office` }, 10), (x) => x.api.endpoints.list$(x.actor, { under: NOPE }, 10)],
+    reads: [(x) => x.api.endpoints.list$(x.actor, {}, 10), (x) => x.api.endpoints.list$(x.actor, { under: x.home, status: 'quarantine' }, 10)]
+  },
   'endpoints.get': { write: false, forbidden: [(x) => x.api.endpoints.get(x.actor, x.b.approved[0]!.keyid), (x) => x.api.endpoints.get(x.actor, x.b.spare.keyid), (x) => x.api.endpoints.get(x.actor, UNKNOWN_KEY)] },
   'endpoints.approve': { write: true, forbidden: [(x) => x.api.endpoints.approve(x.actor, x.b.spare.keyid), (x) => x.api.endpoints.approve(x.actor, x.b.approved[0]!.keyid), (x) => x.api.endpoints.approve(x.actor, UNKNOWN_KEY)] },
   'endpoints.reject': { write: true, forbidden: [(x) => x.api.endpoints.reject(x.actor, x.b.spare.keyid), (x) => x.api.endpoints.reject(x.actor, UNKNOWN_KEY)] },
@@ -215,6 +228,7 @@ const TABLE: Record<string, Entry> = {
     ]
   },
   'releases.list': { write: false, reads: [(x) => x.api.releases.list(x.actor)] },
+  'releases.list$': { write: false, reads: [(x) => x.api.releases.list$(x.actor, 10)] },
 
   // ---- rollouts
   'rollouts.create': {
@@ -259,6 +273,11 @@ const TABLE: Record<string, Entry> = {
     forbidden: [(x) => x.api.rollouts.list(x.actor, { tenant: B }), (x) => x.api.rollouts.list(x.actor, { tenant: NOPE })],
     reads: [(x) => x.api.rollouts.list(x.actor), (x) => x.api.rollouts.list(x.actor, { tenant: x.home })]
   },
+  'rollouts.list$': {
+    write: false,
+    forbidden: [(x) => x.api.rollouts.list$(x.actor, { tenant: B }, 10), (x) => x.api.rollouts.list$(x.actor, { tenant: NOPE }, 10)],
+    reads: [(x) => x.api.rollouts.list$(x.actor, {}, 10), (x) => x.api.rollouts.list$(x.actor, { tenant: x.home }, 10)]
+  },
   'rollouts.history': { write: false, forbidden: [(x) => x.api.rollouts.history(x.actor, x.b.rollout), (x) => x.api.rollouts.history(x.actor, 'no-such-rollout')] },
   'rollouts.pause': { write: true, forbidden: [(x) => x.api.rollouts.pause(x.actor, x.b.rollout), (x) => x.api.rollouts.pause(x.actor, 'no-such-rollout')] },
   'rollouts.resume': { write: true, forbidden: [(x) => x.api.rollouts.resume(x.actor, x.b.rollout), (x) => x.api.rollouts.resume(x.actor, 'no-such-rollout')] },
@@ -276,6 +295,23 @@ const TABLE: Record<string, Entry> = {
     forbidden: [B, NOPE, MSP].map((p) => (x: Ctx) => x.api.reports.kpis$(x.actor, p, 10)),
     kpis: [(x) => firstValueFrom(x.api.reports.kpis$(x.actor, x.home, 10))]
   },
+  'reports.tenants$': {
+    write: false,
+    forbidden: [B, `${B}/office`, NOPE].map((p) => (x: Ctx) => x.api.reports.tenants$(x.actor, p, 10)),
+    reads: [(x) => x.api.reports.tenants$(x.actor, '', 10), (x) => x.api.reports.tenants$(x.actor, MSP, 10), (x) => x.api.reports.tenants$(x.actor, x.home, 10)]
+  },
+  'reports.tree$': {
+    write: false,
+    forbidden: [B, `${B}/office`, NOPE, MSP].map((p) => (x: Ctx) => x.api.reports.tree$(x.actor, p, 10)),
+    reads: [(x) => x.api.reports.tree$(x.actor, x.home, 10)],
+    kpis: [async (x) => (await firstValueFrom(x.api.reports.tree$(x.actor, x.home, 10))).find((n) => n.path === x.home)!.kpis]
+  },
+  'reports.events$': {
+    write: false,
+    forbidden: [B, `${B}/office`, NOPE, MSP].map((p) => (x: Ctx) => x.api.reports.events$(x.actor, p, { ms: 10 })),
+    reads: [(x) => x.api.reports.events$(x.actor, x.home, { ms: 10 })]
+  },
+  'reports.audit$': { write: false, reads: [(x) => x.api.reports.audit$(x.actor, { ms: 10 })] },
   'reports.report': {
     write: false,
     forbidden: [B, NOPE, MSP].map((p) => (x: Ctx) => x.api.reports.report(x.actor, p)),
@@ -494,6 +530,13 @@ const VIEWER_READS: Record<string, [Call, 'ok' | 'FORBIDDEN']> = {
   'policies.get': [(x) => x.api.policies.get(x.actor, A), 'ok'],
   'policies.effective': [(x) => x.api.policies.effective(x.actor, `${A}/office`), 'ok'],
   'releases.list': [(x) => x.api.releases.list(x.actor), 'ok'],
+  'releases.list$': [(x) => x.api.releases.list$(x.actor, 10), 'ok'],
+  'endpoints.list$': [(x) => x.api.endpoints.list$(x.actor, { under: A }, 10), 'ok'],
+  'rollouts.list$': [(x) => x.api.rollouts.list$(x.actor, { tenant: A }, 10), 'ok'],
+  'reports.tenants$': [(x) => x.api.reports.tenants$(x.actor, '', 10), 'ok'],
+  'reports.tree$': [(x) => x.api.reports.tree$(x.actor, A, 10), 'ok'],
+  'reports.events$': [(x) => x.api.reports.events$(x.actor, A, { ms: 10 }), 'ok'],
+  'reports.audit$': [(x) => x.api.reports.audit$(x.actor, { ms: 10 }), 'ok'],
   'rollouts.get': [(x) => x.api.rollouts.get(x.actor, x.a.rollout), 'ok'],
   'rollouts.list': [(x) => x.api.rollouts.list(x.actor, { tenant: A }), 'ok'],
   'rollouts.history': [(x) => x.api.rollouts.history(x.actor, x.a.rollout), 'ok'],
@@ -545,4 +588,53 @@ t.test('a viewer scoped to A reads A but cannot change anything in it', async (t
   t.equal((await s.api.reports.kpis('vic', A)).endpoints, s.a.approved.length)
   t.same((await s.api.rollouts.list('vic')).map((r) => r.id), [s.a.rollout])
   t.ok((await s.api.endpoints.list('vic')).some((e) => e.keyid === s.a.spare.keyid), 'sees the endpoint waiting in quarantine')
+})
+
+t.test("live subscriptions: while B's endpoints report and its rollout changes, A's admin is sent A's changes and nothing of B", async (t) => {
+  const s = await setup(t)
+  const bMarks = [...markers(s.b), 'b secret']
+  const seen = { endpoints: [] as unknown[], rollouts: [] as Array<Array<{ id: string, state: string }>>, events: [] as Array<Array<{ endpoint?: string }>>, tree: [] as unknown[], audit: [] as unknown[] }
+  const subs = [
+    s.api.endpoints.list$('alice', {}, 10).subscribe((u) => seen.endpoints.push(u)),
+    s.api.rollouts.list$('alice', {}, 10).subscribe((l) => seen.rollouts.push(l)),
+    s.api.reports.events$('alice', A, { last: 5, ms: 10 }).subscribe((l) => seen.events.push(l)),
+    s.api.reports.tree$('alice', A, 10).subscribe((l) => seen.tree.push(l)),
+    s.api.reports.audit$('alice', { ms: 10 }).subscribe((l) => seen.audit.push(l))
+  ]
+  t.teardown(() => { for (const sub of subs) sub.unsubscribe() })
+  await until(() => Object.values(seen).every((l) => l.length > 0))
+  t.ok(seen.events[0]!.length <= 5, 'the first events message holds at most `last` lines')
+
+  // B changes first, then A: once A's changes have arrived, B's would have too.
+  await s.c.ingest([await s.b.approved[0]!.transfer(s.b.release.manifest, { origin: 1, site: 2, peer: 3, local: 0 }, s.w.clock.now())])
+  await s.c.ingest([await s.b.approved[1]!.job(s.b.envelope, 'failed', s.w.clock.now(), { rollout: s.b.rollout, code: 'INSTALL_FAILED', reason: 'b secret' })])
+  await s.api.rollouts.pause('mia', s.b.rollout)
+  await s.c.ingest([await s.a.approved[0]!.transfer(s.a.release.manifest, { origin: 1, site: 2, peer: 3, local: 0 }, s.w.clock.now())])
+  await s.api.rollouts.pause('alice', s.a.rollout)
+  await until(() => found(seen.endpoints.slice(1), [s.a.approved[0]!.keyid]).length > 0)
+  await until(() => seen.rollouts.some((l) => l.some((r) => r.id === s.a.rollout && r.state === 'paused')))
+  await until(() => seen.events.slice(1).flat().some((l) => l.endpoint === s.a.approved[0]!.keyid))
+  await until(() => found(seen.audit.slice(1), ['rollout.pause']).length > 0)
+
+  for (const [what, messages] of Object.entries(seen)) t.same(found(messages, bMarks), [], `${what}: no message names anything of B`)
+  t.match(seen.endpoints[seen.endpoints.length - 1], { reset: false, loaded: true, rows: [{ keyid: s.a.approved[0]!.keyid, bytes: { site: 2 } }] }, 'an endpoint change comes alone, with what it reported')
+  t.ok(found(seen.audit.slice(1), ['alice']).length > 0 && found(seen.audit.slice(1), ['mia']).length === 0, "the audit tail shows alice's pause, not mia's pause of B")
+})
+
+t.test('a live subscription ends with FORBIDDEN once its admin loses the right', async (t) => {
+  const w = await world(t, { perGroup: 1 })
+  await w.api.fleet.createAdmin(OWNER, { id: 'vic', sshKey: sshKey(), bindings: [{ role: 'viewer', scope: A }] })
+  const errors: string[] = []
+  let messages = 0
+  const sub = w.api.reports.tree$('vic', A, 10).subscribe({ next: () => { messages++ }, error: (e: { code?: string }) => { errors.push(String(e.code)) } })
+  t.teardown(() => sub.unsubscribe())
+  await until(() => messages > 0)
+  await w.api.fleet.revokeRole(OWNER, 'vic', { role: 'viewer', scope: A })
+  const seq = await lastAuditSeq(w.console)
+  // The next refresh after the recheck interval finds the right gone.
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await w.console.ingest([await w.endpoints.get(`${A}/pilot`)![0]!.transfer('00'.repeat(32), { origin: 1, site: 0, peer: 0, local: 0 }, w.clock.now())])
+  await until(() => errors.length > 0)
+  t.same(errors, ['FORBIDDEN'])
+  t.match(await w.console.fleet.audit.list({ from: seq + 1 }), [{ admin: 'vic', action: 'report.tree-watch', result: 'FORBIDDEN' }], 'and the refusal is audited')
 })
