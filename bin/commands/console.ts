@@ -62,7 +62,7 @@ export function registerConsoleCommand (program: Command, ctx: CliContext, signa
         let sshLine = ''
         if (opts.ssh) {
           const ssh = await serveSsh(node, dataDir, opts.sshHost, opts.ssh)
-          closers.unshift(() => ssh.server.close())
+          closers.unshift(() => ssh.close())
           sshLine = `, SSH on ${opts.sshHost}:${opts.ssh} (host key ${ssh.fingerprint})`
         }
         const enrollKey = swarm ? keyIdOf(node.enrollKeyPair.publicKey) : null
@@ -98,9 +98,25 @@ async function serveSsh (node: Console, dataDir: string, host: string, port: num
     session: async (channel, admin) => {
       const ui = createUi({ input: channel.input, output: channel.output, terminal: channel.term, width: channel.columns, height: channel.rows })
       const unsubscribe = channel.onResize((size) => ui.resize(size.columns, size.rows))
-      const app = await createTuiApp({ ui, access: inProcessAccess(api, admin.id), admin: admin.id, extensions: { roots, db: node.db } })
-      app.once('close', () => channel.close())
-      return { close: async () => { unsubscribe(); await app.close() } }
+      // However the screen closes (q, :q, Ctrl-C), the SSH session ends: also when the admin quits
+      // before the first view showed, when the app is closed and createTuiApp may never settle.
+      const endSession = () => channel.close()
+      ui.once('close', endSession)
+      const screenClosed = new Promise<null>((resolve) => ui.once('close', () => resolve(null)))
+      const starting = createTuiApp({ ui, access: inProcessAccess(api, admin.id), admin: admin.id, extensions: { roots, db: node.db } })
+      starting.catch(() => {}) // after a quit, nobody waits for it any more
+      let app: Awaited<typeof starting> | null
+      try {
+        app = await Promise.race([starting, screenClosed])
+      } catch (err) {
+        // createTuiApp leaves the screen open when it fails: give the client's terminal back (the
+        // alternate screen, mouse reporting) before the server reports the error and exits 1.
+        ui.off('close', endSession)
+        unsubscribe()
+        ui.close()
+        throw err
+      }
+      return { close: async () => { unsubscribe(); await app?.close(); ui.close() } }
     },
     onAuth: (e) => {
       if (e.partial) return
@@ -108,5 +124,17 @@ async function serveSsh (node: Console, dataDir: string, host: string, port: num
     }
   })
   await server.listen()
-  return { server, fingerprint: hostKey.fingerprint }
+  // While a session's screen is open, blessed listens for SIGTERM and SIGINT too, and exits the
+  // process when it is the only listener left, which it is as soon as the console's own once()
+  // listener fired: the shutdown (sessions told and given their terminal back, the database
+  // closed, the socket removed) would be cut off. A listener of ours keeps the shutdown ours.
+  const signals = ['SIGTERM', 'SIGINT'] as const
+  const keepShutdownOurs = () => {}
+  for (const s of signals) process.on(s, keepShutdownOurs)
+  return {
+    fingerprint: hostKey.fingerprint,
+    close: async () => {
+      try { await server.close() } finally { for (const s of signals) process.off(s, keepShutdownOurs) }
+    }
+  }
 }

@@ -110,6 +110,8 @@ export interface SshServerOptions {
 const CODE_PROMPT = 'Verification code: '
 const ENV_ALLOWED = /^(LANG|LC_[A-Z]+|COLORTERM)$/
 const HANDLE_WAIT_MS = 5000
+/** How long a session's end waits for the client to close its channel. */
+const CHANNEL_CLOSE_WAIT_MS = 1000
 const DRAIN_WAIT_MS = 2000
 
 interface Live {
@@ -467,11 +469,15 @@ export class SshServer {
           this.#error(err)
         }
         if (!channelClosed) {
+          const closed = new Promise<true>((resolve) => ch.once('close', () => resolve(true)))
           try {
             if (message) ch.write(`\r\n${message}\r\n`)
             ch.exit(exitCode)
             ch.end()
           } catch {}
+          // Let the client take the last bytes and close its side before a disconnect may follow:
+          // otherwise OpenSSH can drop what it had not printed yet (the message, the screen reset).
+          await wait(closed, CHANNEL_CLOSE_WAIT_MS)
         }
         ch.unpipe(input)
         input.end()
