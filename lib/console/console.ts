@@ -155,7 +155,7 @@ export class Console {
       await this.#notify()
       await this.outbox.ready()
       if (this.#tickMs > 0) {
-        this.#timer = setInterval(() => { this.tick().catch(() => {}) }, this.#tickMs)
+        this.#timer = setInterval(() => { this.tick().catch((err) => this.#warn(err)) }, this.#tickMs)
         this.#timer.unref()
       }
     })()
@@ -214,20 +214,38 @@ export class Console {
   /** Agent events in (from the swarm link or a test); rollouts re-evaluated right after. */
   async ingest (batch: IngestInput[], opts: { tenantScope?: string } = {}): Promise<IngestResult> {
     const result = await this.ingestor.ingest(batch, opts)
-    if (result.results.some((r) => r.status === 'accepted')) await this.tick()
+    // The events are stored: whatever the engine runs into afterwards must not turn into a
+    // failed ingest (the agent would never get its ack and would send the same events forever).
+    if (result.results.some((r) => r.status === 'accepted')) await this.tick().catch((err) => this.#warn(err))
     return result
   }
 
-  /** Evaluates every running rollout, projects what changed, queues webhooks. Serialised. */
+  /**
+   * Evaluates every running rollout, projects what changed, queues webhooks. Serialised. One
+   * rollout that fails to evaluate does not hold up the others; the first error is thrown after.
+   */
   tick (): Promise<void> {
     return this.#serialised(async () => {
+      const errors: unknown[] = []
       for (const r of await this.rollouts.list({ states: ['running'] })) {
-        const step = await this.rollouts.evaluate(r.id, (keyid) => this.views.statusOf(r.id, keyid))
-        if (step.changes.length > 0) await this.#project(r.id)
+        try {
+          const step = await this.rollouts.evaluate(r.id, (keyid) => this.views.statusOf(r.id, keyid))
+          if (step.changes.length > 0) await this.#project(r.id)
+        } catch (err) {
+          errors.push(err)
+        }
       }
       await this.#syncDirective()
       await this.#notify()
+      if (errors.length > 0) throw errors[0]
     })
+  }
+
+  /** Problems of background work (the engine after an ingest, the timer): for whoever listens. */
+  readonly warnings: Array<(err: unknown) => void> = []
+
+  #warn (err: unknown): void {
+    for (const listener of this.warnings) listener(err)
   }
 
   /** Called by the API after it committed a rollout change. Serialised with tick(). */

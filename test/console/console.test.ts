@@ -48,3 +48,27 @@ t.test('a rollout moves from pilot to broad as the pilot installs, and the direc
   t.equal(kpis.endpoints, 6)
   t.equal(kpis.compliant, 3, 'the pilot is compliant; broad has its patch due and not installed')
 })
+
+t.test('an engine error after an ingest neither fails the ingest nor stops the other rollouts', async (t) => {
+  const w = await world(t, { perGroup: 2 })
+  const plan = async (id: string, version: string, tenant: string) => {
+    const release = await w.org.release(`pkg-${id}`, version, { risk: 'low' })
+    const view = await w.api.releases.add(OWNER, release)
+    await w.api.releases.approve(OWNER, view.hash, tenant)
+    await w.api.rollouts.create(OWNER, { id, release: view.hash, target: { tenant }, phases: [{ name: 'all', successThreshold: 1, errorThreshold: 1, minSoakMinutes: 0 }] })
+    return release
+  }
+  await plan('broken', '1.0.0', `${A}/office`)
+  const release = await plan('fine', '1.0.0', `${A}/pilot`)
+  // Fault injection: evaluating one rollout fails (a storage error, say).
+  const evaluate = w.console.rollouts.evaluate.bind(w.console.rollouts)
+  w.console.rollouts.evaluate = (id, statusOf, wopts) => id === 'broken' ? Promise.reject(new Error('disk on fire')) : evaluate(id, statusOf, wopts)
+  const warnings: unknown[] = []
+  w.console.warnings.push((err) => warnings.push(err))
+
+  const results = []
+  for (const ep of w.endpoints.get(`${A}/pilot`)!) results.push(...(await w.console.ingest([await ep.job(release, 'installed', w.clock.now(), { rollout: 'fine' })])).results)
+  t.same(results.map((r) => r.status), ['accepted', 'accepted'], 'the events are accepted (and acknowledged)')
+  t.equal((await w.api.rollouts.get(OWNER, 'fine')).state, 'completed', 'the healthy rollout still moved on')
+  t.match(String(warnings[0]), /disk on fire/, 'the error is reported to whoever listens')
+})
