@@ -3,7 +3,6 @@
 // admin API method. Human output by default, the method's result as JSON with --json. `api` calls
 // any method by name, so everything the API can do, the command line can do.
 import { type Command, Option } from 'commander'
-import fs from 'node:fs/promises'
 import { PatchswarmError } from '../../lib/errors.js'
 import { RpcClient } from '../../lib/console/rpc.js'
 import type { CliContext } from '../cli.js'
@@ -11,6 +10,7 @@ import { DEFAULT_DATA, socketPathFor } from './socket.js'
 import { parseDuration, parsePositiveInt, collect, addSeconds } from './options.js'
 import { writeAtomic } from '../../lib/crypto/keyfile.js'
 import { table } from './table.js'
+import { readFileBytes } from './documents.js'
 
 interface Common { as?: string, socket?: string, data?: string, json?: boolean }
 
@@ -57,7 +57,7 @@ function remote (parent: Command, ctx: CliContext, spec: {
 }
 
 async function jsonArg (ctx: CliContext, value: string): Promise<unknown> {
-  const text = value.trimStart().startsWith('{') || value.trimStart().startsWith('[') ? value : await fs.readFile(ctx.resolve(value), 'utf8')
+  const text = value.trimStart().startsWith('{') || value.trimStart().startsWith('[') ? value : (await readFileBytes(ctx.resolve(value), 'JSON file')).toString('utf8')
   try { return JSON.parse(text) } catch (err) { throw PatchswarmError.BAD_ARGUMENT(`not JSON: ${(err as Error).message}`) }
 }
 
@@ -131,7 +131,7 @@ export function registerAdminCommands (program: Command, ctx: CliContext): void 
   const releases = program.command('releases').description("the console's release catalogue")
   remote(releases, ctx, { name: 'add', description: 'add a signed release (checked against the root)', args: ['<release.json>'],
     options: (c) => c.option('--content <dir>', "the package's files on the console's machine: the console seeds them"),
-    method: 'releases.add', params: async ([f], o) => [await fs.readFile(ctx.resolve(f!), 'utf8'), o.content ? { content: ctx.resolve(o.content) } : {}],
+    method: 'releases.add', params: async ([f], o) => [(await readFileBytes(ctx.resolve(f!), 'release')).toString('utf8'), o.content ? { content: ctx.resolve(o.content) } : {}],
     human: (r) => `added ${r.name} ${r.version} (${r.hash.slice(0, 16)}…)` })
   remote(releases, ctx, { name: 'list', description: 'releases', method: 'releases.list', params: () => [], human: (rs) => table(rs.map((r: Row) => ({ ...r, hash: String(r.hash).slice(0, 16) + '…' })), ['hash', 'name', 'version', 'platform', 'risk', 'scope', 'approvedFor']) })
   remote(releases, ctx, { name: 'approve', description: 'approve a release for a tenant subtree', args: ['<hash>', '<tenant>'], method: 'releases.approve', params: ([h, tn]) => [h, tn], human: (r) => `approved ${r.name} ${r.version} for ${r.approvedFor.join(', ')}` })
@@ -169,12 +169,12 @@ export function registerAdminCommands (program: Command, ctx: CliContext): void 
   for (const format of ['json', 'csv', 'html'] as const) {
     remote(report, ctx, { name: `export-${format}`, description: `the report of a subtree as ${format.toUpperCase()}`, args: ['[path]'], options: (c) => c.option('--out <file>', 'write it here instead of stdout'),
       method: 'reports.export', params: ([p]) => [p ?? '', format],
-      after: async (text, o) => { if (o.out) await fs.writeFile(ctx.resolve(o.out), text) },
+      after: async (text, o) => { if (o.out) await writeAtomic(ctx.resolve(o.out), text, 0o644) },
       human: (text, o) => o.out ? `wrote ${o.out}` : text })
   }
   remote(report, ctx, { name: 'evidence', description: 'the endpoint-signed events of a subtree, for patchswarm verify-evidence', args: ['[path]'], options: (c) => c.requiredOption('--out <file>', 'the bundle file'),
     method: 'reports.evidence', params: ([p]) => [p ?? ''],
-    after: async (text, o) => { await fs.writeFile(ctx.resolve(o.out), text) },
+    after: async (text, o) => { await writeAtomic(ctx.resolve(o.out), text, 0o644) },
     human: (_, o) => `wrote ${o.out}` })
   remote(report, ctx, { name: 'counters', description: 'ingestion counters: accepted, duplicates, rejections by code', method: 'reports.counters', params: () => [], human: (c) => JSON.stringify(c, null, 2) })
 

@@ -3,7 +3,6 @@
 // packages, takes agents' reports, hands out directives and answers enrollments. The first
 // start pins the root and, with --owner, creates the first owner. Runs until SIGINT or SIGTERM.
 import type { Command } from 'commander'
-import fs from 'node:fs/promises'
 import { PatchswarmError } from '../../lib/errors.js'
 import { readSecretKeyFile } from '../../lib/crypto/keyfile.js'
 import { Console } from '../../lib/console/console.js'
@@ -46,7 +45,7 @@ export function registerConsoleCommand (program: Command, ctx: CliContext, signa
       try {
         if (opts.owner && await node.fleet.admins.isEmpty()) {
           if (!opts.ownerSshKey) throw PatchswarmError.BAD_ARGUMENT('--owner needs --owner-ssh-key')
-          const key = opts.ownerSshKey.startsWith('ssh-') ? opts.ownerSshKey : (await fs.readFile(ctx.resolve(opts.ownerSshKey), 'utf8')).trim()
+          const key = opts.ownerSshKey.startsWith('ssh-') ? opts.ownerSshKey : (await readFileBytes(ctx.resolve(opts.ownerSshKey), 'SSH public key')).toString('utf8').trim()
           await node.fleet.bootstrapOwner({ id: opts.owner, sshKey: key })
         }
         const socketPath = socketPathFor(ctx, opts.data, opts.socket)
