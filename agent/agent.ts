@@ -9,7 +9,7 @@ import path from 'node:path'
 import cron from 'node-cron'
 import { PatchswarmError, isPatchswarmError } from '../lib/errors.js'
 import { keySigner } from '../lib/crypto/keys.js'
-import { readSecretKeyFile } from '../lib/crypto/keyfile.js'
+import { readSecretKeyFile, writeAtomic } from '../lib/crypto/keyfile.js'
 import { sublevel, type Sublevel } from '../lib/store/db.js'
 import { PackageStore } from '../lib/content/package-store.js'
 import { parseManifest, manifestDigest, type Manifest } from '../lib/content/manifest.js'
@@ -30,7 +30,6 @@ import { execInstaller } from './installers/exec.js'
 import { createFilesInstaller } from './installers/files.js'
 import { run } from './installers/run.js'
 import { collectInventory } from './inventory.js'
-import { writeAtomic } from '../lib/crypto/keyfile.js'
 import { windowState } from '../lib/policy/windows.js'
 import type { LiveStatus } from './status.js'
 
@@ -330,12 +329,12 @@ export class Agent {
     const consoles = this.#consolePeers()
     if (consoles.length === 0) return
     this.#sending = true
-    this.outbox.pending({ limit: MAX_REPORT_BATCH }).then((events) => {
+    // The outbox keeps each event's canonical bytes: they go out as stored, not parsed and re-serialised.
+    this.outbox.pendingSerialized({ limit: MAX_REPORT_BATCH }).then((events) => {
       if (events.length === 0) { this.#sending = false; return }
       const out: string[] = []
       let size = 64
-      for (const e of events) {
-        const text = serializeEnvelope(e).toString('utf8')
+      for (const text of events) {
         if (size + text.length + 3 > MAX_LINK_BYTES) break
         size += text.length + 3
         out.push(text)

@@ -496,7 +496,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
       if (!current(cur)) return null
       const n = cur.downloadFailures + 1
       return {
-        job: { ...cur, downloadFailures: n, nextAttemptAt: new Date(now.getTime() + retryDelay(n, this.backoff, this.random)).toISOString(), lastError: { ...problem, at: now.toISOString() } },
+        job: { ...cur, downloadFailures: n, nextAttemptAt: this.later(now, n), lastError: { ...problem, at: now.toISOString() } },
         report: false
       }
     })

@@ -183,13 +183,16 @@ export class AgentOutbox extends EventEmitter<OutboxEvents> {
 
   /** Unacknowledged events in seq order, exactly as signed. */
   async pending (opts: { limit?: number } = {}): Promise<SignedEvent[]> {
+    return (await this.pendingSerialized(opts)).map((text) => parseEnvelope(text) as unknown as SignedEvent)
+  }
+
+  /** Like pending(), but each event's canonical bytes as stored: what is sent, byte for byte. */
+  async pendingSerialized (opts: { limit?: number } = {}): Promise<string[]> {
     const limit = opts.limit ?? DEFAULT_PENDING_LIMIT
     if (!Number.isInteger(limit) || limit < 1) throw PatchswarmError.BAD_ARGUMENT('limit must be a positive integer')
     await this.ready()
-    const out: SignedEvent[] = []
-    for await (const value of this.sub.values({ gt: eventKey(this.acked), lte: eventKey(Number.MAX_SAFE_INTEGER), limit })) {
-      out.push(parseEnvelope(value as string) as unknown as SignedEvent)
-    }
+    const out: string[] = []
+    for await (const value of this.sub.values({ gt: eventKey(this.acked), lte: eventKey(Number.MAX_SAFE_INTEGER), limit })) out.push(value as string)
     return out
   }
 

@@ -5,9 +5,9 @@
 //   <dir>/db/        LevelDB
 //   <dir>/work/<job> an installer's folder for one job (kept across restarts; see InstallContext)
 import fs from 'node:fs/promises'
-import path from 'node:path'
 import { PatchswarmError, isPatchswarmError } from '../lib/errors.js'
 import { openDatabase, type Database } from '../lib/store/db.js'
+import { agentPaths } from './config.js'
 
 /** The sublevels of the agent's database, by owner. */
 export const AGENT_SUBLEVELS = {
@@ -27,8 +27,7 @@ export interface AgentStore {
 
 export async function openAgentStore (dir: string): Promise<AgentStore> {
   if (typeof dir !== 'string' || dir === '') throw PatchswarmError.BAD_ARGUMENT('openAgentStore needs a data folder')
-  const root = path.resolve(dir)
-  const workRoot = path.join(root, 'work')
+  const { dir: root, work: workRoot, db: dbDir } = agentPaths(dir)
   try {
     // Private: job folders may hold what an install left for its rollback.
     await fs.mkdir(root, { recursive: true, mode: 0o700 })
@@ -38,7 +37,7 @@ export async function openAgentStore (dir: string): Promise<AgentStore> {
   }
   let db: Database
   try {
-    db = await openDatabase(path.join(root, 'db'))
+    db = await openDatabase(dbDir)
   } catch (err) {
     if (isPatchswarmError(err, 'IN_USE')) throw PatchswarmError.IN_USE(`another patchswarm agent is running on ${root}`, err)
     throw err
