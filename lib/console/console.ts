@@ -31,7 +31,7 @@ import { slaDeadline } from '../policy/policy.js'
 import { RolloutStore, type RolloutHistoryEntry } from '../rollout/store.js'
 import { assignmentsFor, DirectiveIssuer } from '../rollout/directives.js'
 import type { Rollout } from '../rollout/rollout.js'
-import { Ingestor, type IngestInput, type IngestResult } from '../report/ingest.js'
+import { Ingestor, type IngestInput, type IngestOptions, type IngestResult } from '../report/ingest.js'
 import { ReportViews } from '../report/views.js'
 import { appendFacts, type ConsoleFact, type ReportEntry, type ReportLog } from '../report/facts.js'
 import { WebhookStore, type WebhookFact } from '../report/webhooks.js'
@@ -212,7 +212,7 @@ export class Console {
   // ---- ingestion and the engine ------------------------------------------------------------
 
   /** Agent events in (from the swarm link or a test); rollouts re-evaluated right after. */
-  async ingest (batch: IngestInput[], opts: { tenantScope?: string } = {}): Promise<IngestResult> {
+  async ingest (batch: IngestInput[], opts: IngestOptions = {}): Promise<IngestResult> {
     const result = await this.ingestor.ingest(batch, opts)
     // The events are stored: whatever the engine runs into afterwards must not turn into a
     // failed ingest (the agent would never get its ack and would send the same events forever).

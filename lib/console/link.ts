@@ -80,10 +80,9 @@ export class ConsoleLink {
     } else if (kind === LINK.REPORTS) {
       const { events } = decodeLink<ReportsMessage>(payload)
       if (!Array.isArray(events) || events.length > MAX_REPORT_BATCH || !events.every((e) => typeof e === 'string')) throw PatchswarmError.PROTOCOL_ERROR('reports carry at most 500 serialized events')
-      // Only the endpoint's own events: a peer cannot speak for another.
-      const own = events.filter((e) => endpointOf(e) === from.keyid)
-      const rejected: AckMessage['rejected'] = events.filter((e) => endpointOf(e) !== from.keyid).map(() => ({ code: 'WRONG_HOLDER' }))
-      const result = own.length > 0 ? await this.#console.ingest(own, { tenantScope: from.tenant }) : { results: [], acks: {} }
+      // Only the endpoint's own events (a peer cannot speak for another: WRONG_HOLDER).
+      const result = await this.#console.ingest(events, { tenantScope: from.tenant, endpoint: from.keyid })
+      const rejected: AckMessage['rejected'] = []
       for (const r of result.results) if (r.status === 'rejected') rejected.push({ ...(r.seq !== undefined ? { seq: r.seq } : {}), code: r.code ?? 'REJECTED' })
       const last = result.acks[from.keyid] ?? (await this.#console.ingestor.endpointState(from.keyid)).last
       this.#node.sendControl(from.keyid, LINK.ACK, encodeLink({ last, rejected } satisfies AckMessage))
@@ -118,8 +117,4 @@ export class ConsoleLink {
       this.#node.sendControl(peer.keyid, LINK.STATE, encodeLink(await this.stateFor(peer)))
     }
   }
-}
-
-function endpointOf (serialized: string): string | undefined {
-  try { return (JSON.parse(serialized) as { signed?: { endpoint?: string } })?.signed?.endpoint } catch { return undefined }
 }

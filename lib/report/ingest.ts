@@ -42,6 +42,16 @@ export interface IngestorOptions {
 
 export type IngestInput = SignedEvent | string | Uint8Array
 
+export interface IngestOptions {
+  /** Events of endpoints outside this tenant subtree are WRONG_TENANT (a caller's scope). */
+  tenantScope?: string
+  /** Events of any other endpoint are WRONG_HOLDER (the peer that reports them speaks for itself only). */
+  endpoint?: string
+}
+
+/** What one ingest call admits, besides the organisation. */
+interface Restriction { scope: string | undefined, endpoint: string | undefined }
+
 export interface IngestItemResult {
   status: 'accepted' | 'duplicate' | 'rejected'
   /** The error code of a rejection. */
@@ -153,34 +163,43 @@ export class Ingestor {
    * Verifies and stores a batch (e.g. one outbox flush). Events of one endpoint may come in any
    * order within the batch; they are taken in seq order. Resolves once everything accepted is in
    * the log (and on its live$); rejects only when storing fails, then nothing was stored.
-   * `tenantScope`: events of endpoints outside this subtree are WRONG_TENANT (a caller's scope).
    */
-  async ingest (batch: IngestInput[], opts: { tenantScope?: string } = {}): Promise<IngestResult> {
+  async ingest (batch: IngestInput[], opts: IngestOptions = {}): Promise<IngestResult> {
     if (!Array.isArray(batch) || batch.length > MAX_BATCH) throw PatchswarmError.BAD_ARGUMENT(`a batch is an array of at most ${MAX_BATCH} events`)
     const scope = opts.tenantScope
     if (scope !== undefined && (typeof scope !== 'string' || checkTenantPath(scope) !== null)) {
       throw PatchswarmError.BAD_ARGUMENT(`tenantScope ${JSON.stringify(scope)?.slice(0, 80)} is not a tenant path`)
     }
+    const only = { scope, endpoint: opts.endpoint }
     await this.ready()
     // Signatures first, outside the lock: they depend on nothing stored.
     const results: IngestItemResult[] = new Array(batch.length)
     const verified: (Verified | undefined)[] = new Array(batch.length)
     for (let i = 0; i < batch.length; i++) {
       try {
-        const v = verifyReceived(batch[i]!)
-        verified[i] = v
+        verified[i] = verifyReceived(batch[i]!)
       } catch (err) {
         results[i] = rejection(err)
       }
     }
-    return await this.mutex.run(() => this.admit(verified, results, scope))
+    return await this.mutex.run(() => this.admit(verified, results, only))
   }
 
-  private async admit (verified: (Verified | undefined)[], results: IngestItemResult[], scope: string | undefined): Promise<IngestResult> {
+  private async admit (verified: (Verified | undefined)[], results: IngestItemResult[], only: Restriction): Promise<IngestResult> {
     if (this.closed) throw PatchswarmError.CLOSED('ingestor is closed')
-    // Registry checks, one lookup per endpoint.
+    const refuse = (i: number, refusal: PatchswarmError | undefined): boolean => {
+      if (refusal === undefined) return false
+      const { event } = verified[i]!
+      verified[i] = undefined
+      results[i] = { status: 'rejected', code: refusal.code, detail: refusal.detail, seq: event.seq, endpoint: event.endpoint }
+      return true
+    }
+    // Registry checks, one lookup per endpoint, for the events the refusals needing none let through.
     const keyids = new Set<string>()
-    for (const v of verified) if (v !== undefined && this.preRefusal(v.event, scope) === undefined) keyids.add(v.event.endpoint)
+    for (let i = 0; i < verified.length; i++) {
+      const v = verified[i]
+      if (v !== undefined && !refuse(i, this.preRefusal(v.event, only))) keyids.add(v.event.endpoint)
+    }
     const registered = new Map<string, { tenant: string, status: string } | undefined>()
     await Promise.all([...keyids].map(async (k) => { registered.set(k, await this.endpoints.lookup(k)) }))
 
@@ -188,13 +207,7 @@ export class Ingestor {
     const slots = new Map<string, number[]>()
     for (let i = 0; i < verified.length; i++) {
       const v = verified[i]
-      if (v === undefined) continue
-      const refusal = this.refusal(v.event, registered.get(v.event.endpoint), scope)
-      if (refusal !== undefined) {
-        verified[i] = undefined
-        results[i] = { status: 'rejected', code: refusal.code, detail: refusal.detail, seq: v.event.seq, endpoint: v.event.endpoint }
-        continue
-      }
+      if (v === undefined || refuse(i, this.registryRefusal(v.event, registered.get(v.event.endpoint)))) continue
       let list = slots.get(v.event.endpoint)
       if (list === undefined) slots.set(v.event.endpoint, list = [])
       list.push(i)
@@ -281,13 +294,10 @@ export class Ingestor {
   }
 
   /**
-   * Why a verified event is not admissible, before its sequence is looked at. A scoped caller
-   * learns nothing about endpoints outside its scope: an event whose tenant is outside is refused
-   * before the registry is asked, and no message names the tenant an endpoint is registered in.
+   * Why the registry makes an event (that preRefusal let through) inadmissible. No message names
+   * the tenant an endpoint is registered in: a scoped caller learns nothing outside its scope.
    */
-  private refusal (event: AgentEvent, reg: { tenant: string, status: string } | undefined, scope: string | undefined): PatchswarmError | undefined {
-    const early = this.preRefusal(event, scope)
-    if (early !== undefined) return early
+  private registryRefusal (event: AgentEvent, reg: { tenant: string, status: string } | undefined): PatchswarmError | undefined {
     if (reg === undefined) return PatchswarmError.UNKNOWN_ENDPOINT(`endpoint ${event.endpoint.slice(0, 12)}… is not registered`)
     // Equal tenants, and the event's inside the scope: the registered one is inside it too.
     if (event.tenant !== reg.tenant) return PatchswarmError.WRONG_TENANT(`endpoint ${event.endpoint.slice(0, 12)}… is not registered in tenant ${JSON.stringify(event.tenant)}`)
@@ -295,8 +305,12 @@ export class Ingestor {
     return undefined
   }
 
-  /** The refusals that need no registry lookup. */
-  private preRefusal (event: AgentEvent, scope: string | undefined): PatchswarmError | undefined {
+  /**
+   * The refusals that need no registry lookup, made before its sequence is looked at: an event
+   * whose tenant is outside the caller's scope is refused before the registry is asked about it.
+   */
+  private preRefusal (event: AgentEvent, { scope, endpoint }: Restriction): PatchswarmError | undefined {
+    if (endpoint !== undefined && event.endpoint !== endpoint) return PatchswarmError.WRONG_HOLDER(`event of endpoint ${event.endpoint.slice(0, 12)}… reported by ${endpoint.slice(0, 12)}…`)
     if (event.org !== this.org) return PatchswarmError.WRONG_ORGANISATION(`event is for organisation ${JSON.stringify(event.org)}, not ${JSON.stringify(this.org)}`)
     if (scope !== undefined && !isWithinTenant(event.tenant, scope)) return PatchswarmError.WRONG_TENANT(`event of tenant ${JSON.stringify(event.tenant)} is outside ${JSON.stringify(scope)}`)
     return undefined

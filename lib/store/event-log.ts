@@ -148,19 +148,17 @@ export class EventLog<A = unknown, C = unknown> {
   /** One entry, or undefined. */
   async get (seq: number): Promise<LogEntry<A, C> | undefined> {
     const text = await this.store.get(seqKey(seq))
-    return text === undefined ? undefined : JSON.parse(text) as LogEntry<A, C>
+    return text === undefined ? undefined : parse<A, C>(text)
   }
 
   /** Entries in seq order within `range`. */
   async read (range: ReadRange = {}): Promise<LogEntry<A, C>[]> {
-    const opts = { ...bounds(range), ...(range.limit !== undefined ? { limit: Math.max(0, Math.floor(range.limit)) } : {}) }
-    return (await this.store.values(opts).all()).map(parse<A, C>)
+    return (await this.store.values(rangeOptions(range)).all()).map(parse<A, C>)
   }
 
   /** Iterates stored entries in seq order (a LevelDB snapshot taken when iteration starts). */
   async * entries (range: ReadRange = {}): AsyncGenerator<LogEntry<A, C>> {
-    const opts = { ...bounds(range), ...(range.limit !== undefined ? { limit: Math.max(0, Math.floor(range.limit)) } : {}) }
-    for await (const value of this.store.values(opts)) yield parse<A, C>(value)
+    for await (const value of this.store.values(rangeOptions(range))) yield parse<A, C>(value)
   }
 
   /**
@@ -217,8 +215,9 @@ function parse<A, C> (text: string): LogEntry<A, C> {
   return JSON.parse(text) as LogEntry<A, C>
 }
 
-function bounds (range: ReadRange): { gte: string, lte?: string } {
-  const out: { gte: string, lte?: string } = { gte: seqKey(Math.max(1, Math.floor(range.from ?? 1))) }
+function rangeOptions (range: ReadRange): { gte: string, lte?: string, limit?: number } {
+  const out: { gte: string, lte?: string, limit?: number } = { gte: seqKey(Math.max(1, Math.floor(range.from ?? 1))) }
   if (range.to !== undefined) out.lte = seqKey(Math.max(0, Math.floor(range.to)))
+  if (range.limit !== undefined) out.limit = Math.max(0, Math.floor(range.limit))
   return out
 }

@@ -250,3 +250,15 @@ t.test('a release other than the fixture\'s is accepted too (the fixture is not 
   const other = { ...RELEASE, name: 'browser', envelopeHash: 'c'.repeat(64) }
   t.same(statuses(await s.ingestor.ingest([bytesOf(await a.job('assigned', { release: other }))])), ['accepted'])
 })
+
+t.test('with `endpoint`, a batch carries only that endpoint\'s events (the swarm link: a peer speaks for itself)', async (t) => {
+  const s = await openStack(t)
+  const a = new Agent()
+  const b = new Agent()
+  register(s.registry, a)
+  register(s.registry, b)
+  const result = await s.ingestor.ingest([bytesOf(await a.job('assigned')), bytesOf(await b.job('assigned'))], { endpoint: a.keyid })
+  t.same(result.results.map((r) => r.code ?? r.status), ['accepted', 'WRONG_HOLDER'])
+  t.same(result.acks, { [a.keyid]: 1 }, 'only the sender is acknowledged')
+  t.equal(s.ingestor.counters.rejected.WRONG_HOLDER, 1, 'and the refusal is counted')
+})
