@@ -44,6 +44,7 @@ const COMMAND_MODULES: Array<{ commands: string[], load: () => Promise<Register>
   { commands: ['release', 'verify'], load: async () => (await import('./commands/release.js')).registerReleaseCommands },
   { commands: ['inspect'], load: async () => (await import('./commands/inspect.js')).registerInspectCommand },
   { commands: ['demo'], load: async () => (await import('./commands/demo.js')).registerDemoCommand },
+  { commands: ['delivery-demo'], load: async () => (await import('./commands/delivery-demo.js')).registerDeliveryDemoCommand },
   { commands: ['verify-evidence'], load: async () => (await import('./commands/evidence.js')).registerEvidenceCommand },
   { commands: ['console'], load: async () => (await import('./commands/console.js')).registerConsoleCommand },
   { commands: ['tui'], load: async () => (await import('./commands/tui.js')).registerTuiCommand },

@@ -32,6 +32,7 @@ export function createExecInstaller (opts: ExecInstallerOptions = {}): Installer
     ctx.log(`exec ${name}: ${[argv[0], ...argv.slice(1)].join(' ')}`)
     const r = await run({
       argv: [program, ...argv.slice(1)],
+      name: argv[0]!,
       cwd,
       // Ours last: a release cannot point a program at another package's directory.
       env: { ...spec.env, PATCHSWARM_PACKAGE_DIR: packageDir, PATCHSWARM_WORK_DIR: path.resolve(ctx.workDir), PATCHSWARM_STEP: name },

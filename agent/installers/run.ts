@@ -54,6 +54,8 @@ export interface RunOptions {
   maxOutputBytes?: number
   /** 'ignore' keeps stderr out of the output (for commands whose stdout is parsed). */
   stderr?: 'capture' | 'ignore'
+  /** How reasons name the program (default argv[0]); e.g. its path inside the package. */
+  name?: string
 }
 
 export interface RunResult {
@@ -164,6 +166,7 @@ export function run (opts: RunOptions): Promise<RunResult> {
 
   if (signal?.aborted) return Promise.resolve(result({ ok: false, code: abortCode(signal.reason), reason: abortReason(signal.reason) }))
 
+  const shown = opts.name ?? argv[0]
   return new Promise((resolve) => {
     let child: ChildProcess
     try {
@@ -177,7 +180,7 @@ export function run (opts: RunOptions): Promise<RunResult> {
         shell: false
       })
     } catch (err) { // bad options (e.g. a NUL in an argument) throw here rather than emit 'error'
-      resolve(result({ ok: false, code: 'INSTALL_FAILED', reason: `cannot start ${argv[0]}: ${(err as Error).message}` }))
+      resolve(result({ ok: false, code: 'INSTALL_FAILED', reason: `cannot start ${shown}: ${(err as Error).message}` }))
       return
     }
 
@@ -222,16 +225,16 @@ export function run (opts: RunOptions): Promise<RunResult> {
       child.stderr?.destroy()
       if (spawnError && child.pid === undefined) {
         const where = opts.cwd === undefined ? '' : ` in ${opts.cwd}`
-        resolve(result({ ok: false, code: 'INSTALL_FAILED', reason: `cannot start ${argv[0]}${where}: ${spawnError.code ?? spawnError.message}` }))
+        resolve(result({ ok: false, code: 'INSTALL_FAILED', reason: `cannot start ${shown}${where}: ${spawnError.code ?? spawnError.message}` }))
       } else if (stopped) {
         resolve(result({ ok: false, code: stopped.code, reason: stopped.reason, ...exitFields(exited) }))
       } else if (exited?.code != null) {
         const ok = exitCodeAccepted(exited.code, exitCodes)
         resolve(result(ok
           ? { ok, exitCode: exited.code }
-          : { ok, code: 'INSTALL_FAILED', exitCode: exited.code, reason: `${argv[0]} exited with code ${exited.code} (accepted: ${exitCodes.join(', ')})` }))
+          : { ok, code: 'INSTALL_FAILED', exitCode: exited.code, reason: `${shown} exited with code ${exited.code} (accepted: ${exitCodes.join(', ')})` }))
       } else {
-        resolve(result({ ok: false, code: 'INSTALL_FAILED', ...exitFields(exited), reason: `${argv[0]} was ended by ${exited?.signal ?? 'an unknown cause'}` }))
+        resolve(result({ ok: false, code: 'INSTALL_FAILED', ...exitFields(exited), reason: `${shown} was ended by ${exited?.signal ?? 'an unknown cause'}` }))
       }
     }
 
@@ -253,7 +256,7 @@ export function run (opts: RunOptions): Promise<RunResult> {
       finish()
     })
 
-    if (timeoutMs > 0) timer = setTimeout(() => stop('TIMEOUT', `${argv[0]} timed out after ${timeoutMs} ms`), timeoutMs)
+    if (timeoutMs > 0) timer = setTimeout(() => stop('TIMEOUT', `${shown} timed out after ${timeoutMs} ms`), timeoutMs)
     signal?.addEventListener('abort', onAbort, { once: true })
   })
 }

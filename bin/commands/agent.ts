@@ -102,14 +102,20 @@ export function registerAgentCommands (program: Command, ctx: CliContext): void 
     .option('--data <dir>', "the agent's data folder", DEFAULT_DATA_DIR)
     .option('--check-in <ms>', 'check in every so many ms instead of the configured cron (tests, demos)', parsePositiveInt)
     .option('--verbose', 'log each step as JSON lines on stderr (default: errors only)')
-    .action(async (opts: { data: string, checkIn?: number, verbose?: boolean }) => {
+    .option('--exit-with-parent', 'stop when the process that started this one ends (demos; supervisors that may die without stopping their children)')
+    .action(async (opts: { data: string, checkIn?: number, verbose?: boolean, exitWithParent?: boolean }) => {
       const log = (line: string) => { if (opts.verbose) ctx.io.stderr(JSON.stringify({ at: new Date().toISOString(), msg: line }) + '\n') }
       const daemon = await Agent.open(ctx.resolve(opts.data), { log, ...(opts.checkIn ? { checkInMs: opts.checkIn } : {}) })
       // Listen for the stop signal before starting: start() may re-run an interrupted install.
+      let orphanWatch: NodeJS.Timeout | undefined
       const stop = new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve())
         process.once('SIGTERM', () => resolve())
+        // An orphan is adopted by init (or a subreaper): its parent id changes.
+        const parent = process.ppid
+        if (opts.exitWithParent) orphanWatch = setInterval(() => { if (process.ppid !== parent) resolve() }, 1000)
       })
+      void stop.then(() => clearInterval(orphanWatch))
       try {
         daemon.runner.on('transition', (tr) => log(`${tr.release.name} ${tr.release.packageVersion}: ${tr.from} → ${tr.to}`))
         const started = daemon.start()

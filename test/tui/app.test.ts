@@ -303,3 +303,22 @@ t.test('helpers: tenant prefixes, roots, summed KPIs', async (t) => {
   t.equal(sumKpis([]), null)
   t.match(sumKpis([k(2, 1, 10, 20), k(2, 2, 0, 20)]), { endpoints: 4, compliant: 3, compliance: 0.75, slaBreaches: 2, wanSavings: 0.75, timeToPatch: { count: 2, medianHours: null } })
 })
+
+t.test('durations read in the unit that fits them', async (t) => {
+  const { hours } = await import('../../tui/views/dashboard.js')
+  t.equal(hours(null), '–')
+  t.equal(hours(14 / 3600), '14 s')
+  t.equal(hours(0.3), '18 min')
+  t.equal(hours(5.25), '5.3 h')
+  t.equal(hours(30), '30 h')
+  t.equal(hours(84), '3.5 d')
+})
+
+t.test('soak times read short', async (t) => {
+  const { minutes } = await import('../../tui/views/format.js')
+  t.equal(minutes(10 / 60), '10s')
+  t.equal(minutes(0), '0s')
+  t.equal(minutes(15), '15m')
+  t.equal(minutes(90), '1.5h')
+  t.equal(minutes(3 * 1440), '3d')
+})

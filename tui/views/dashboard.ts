@@ -94,8 +94,14 @@ export class DashboardView implements View {
   }
 }
 
-function hours (h: number | null): string {
-  return h === null ? '–' : `${h < 10 ? h.toFixed(1) : Math.round(h)} h`
+/** A duration given in hours, in the unit that reads best: 42 s, 17 min, 5.2 h, 3.5 d. */
+export function hours (h: number | null): string {
+  if (h === null) return '–'
+  const s = h * 3600
+  if (s < 90) return `${Math.round(s)} s`
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`
+  if (h < 48) return `${h < 10 ? h.toFixed(1) : Math.round(h)} h`
+  return `${(h / 24).toFixed(1)} d`
 }
 
 /** One bar per phase side by side, each labelled by its initial; the current phase in bold. */

@@ -71,6 +71,15 @@ export function progressBar (counts: StateCounts, total: number, width: number):
   return stackedBar(parts, total, width)
 }
 
+/** A soak time given in minutes, short: 10s, 15m, 1.5h, 2d. */
+export function minutes (m: number): string {
+  const trim = (x: number) => String(Math.round(x * 10) / 10)
+  if (m < 1) return `${Math.round(m * 60)}s`
+  if (m < 60) return `${trim(m)}m`
+  if (m < 48 * 60) return `${trim(m / 60)}h`
+  return `${trim(m / 1440)}d`
+}
+
 export function pct (x: number | null | undefined, digits = 0): string {
   return typeof x === 'number' && Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : '–'
 }

@@ -6,7 +6,7 @@ import type { KeyAction, Region, Span, Table, Text, View } from '../ui/index.js'
 import type { RolloutSummary } from '../../lib/console/api.js'
 import type { RolloutHistoryEntry } from '../../lib/rollout/store.js'
 import { Feeds, type AppContext } from './context.js'
-import { minute, outcome, pct, progressBar, stateSpan, stateTone } from './format.js'
+import { minute, minutes, outcome, pct, progressBar, stateSpan, stateTone } from './format.js'
 
 const release = (r: RolloutSummary) => `${r.release.name} ${r.release.packageVersion}`
 
@@ -185,7 +185,7 @@ export class RolloutView implements View {
         { title: 'Fail', width: 5, align: 'right', value: (p) => outcome(p.phase.counts, p.phase.size).failed / Math.max(1, p.phase.size), format: (p) => pct(outcome(p.phase.counts, p.phase.size).failed / Math.max(1, p.phase.size)) },
         { title: 'Needs', width: 6, align: 'right', value: (p) => p.phase.successThreshold, format: (p) => `≥${pct(p.phase.successThreshold)}` },
         { title: 'Halts', width: 6, align: 'right', value: (p) => p.phase.errorThreshold, format: (p) => `≥${pct(p.phase.errorThreshold)}` },
-        { title: 'Soak', width: 6, align: 'right', value: (p) => p.phase.minSoakMinutes, format: (p) => `${p.phase.minSoakMinutes}m` }
+        { title: 'Soak', width: 6, align: 'right', value: (p) => p.phase.minSoakMinutes, format: (p) => minutes(p.phase.minSoakMinutes) }
       ]
     })
     // One revision can hold several changes (created, then its first phase started): keyed by position.
@@ -251,7 +251,7 @@ function nextStep (r: RolloutSummary): string {
   const next = r.phases[cur.index + 1]
   if (!next) return `last phase: ${pct(installed)} installed`
   return installed >= p.successThreshold
-    ? `${p.name} met its ${pct(p.successThreshold)}; ${next.name} starts after ${p.minSoakMinutes} min of soak`
+    ? `${p.name} met its ${pct(p.successThreshold)}; ${next.name} starts after ${minutes(p.minSoakMinutes)} of soak`
     : `${next.name} starts when ${p.name} reaches ${pct(p.successThreshold)} installed (now ${pct(installed)})`
 }
 

@@ -1,10 +1,10 @@
 import t from 'tap'
 import { cli } from './helpers.js'
 
-t.test('the demo delivers both releases through the swarm, and runs again on the same folder', async (t) => {
+t.test('the delivery demo delivers both releases through the swarm, and runs again on the same folder', async (t) => {
   const dir = t.testdir()
   for (const run of [1, 2]) {
-    const r = await cli(dir, ['demo', '--data', 'demo', '--size-mib', '8', '--endpoints', '3', '--json'])
+    const r = await cli(dir, ['delivery-demo', '--data', 'demo', '--size-mib', '8', '--endpoints', '3', '--json'])
     t.equal(r.code, 0, r.stderr)
     const s = r.json
     t.equal(s.root_version, 2, `run ${run}: root walked to v2`)
