@@ -20,6 +20,9 @@
 // newer than every source file; otherwise the sources are compiled with tsconfig.build.json into a
 // temporary folder (dist/ is left alone). AGENT_RUNTIME=tsx runs it from source instead, to see
 // what that costs; AGENT_RUNTIME=build forces a fresh compile.
+//
+// It runs with the Node options of the agent's systemd unit (deploy/patchswarm-agent.service, its
+// `Environment=NODE_OPTIONS=` line), as deployed; AGENT_NODE_OPTIONS= (empty) measures without them.
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs/promises'
@@ -110,6 +113,13 @@ async function agentRuntime (): Promise<Runtime> {
   }
 }
 
+/** NODE_OPTIONS as the agent's systemd unit sets them ('' when it sets none). */
+async function deployedNodeOptions (): Promise<string> {
+  if (process.env.AGENT_NODE_OPTIONS !== undefined) return process.env.AGENT_NODE_OPTIONS
+  const unit = await fs.readFile(path.join(root, 'deploy/patchswarm-agent.service'), 'utf8')
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim().replace(/^"(.*)"$/, '$1') ?? ''
+}
+
 /** VmRSS in KiB. */
 async function rssKiB (pid: number): Promise<number> {
   const status = await fs.readFile(`/proc/${pid}/status`, 'utf8')
@@ -179,6 +189,7 @@ export async function run (): Promise<BenchResult> {
   const hz = clockTicks()
 
   const runtime = await agentRuntime()
+  const nodeOptions = await deployedNodeOptions()
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'patchswarm-agent-idle-'))
   let testnet: LocalTestnet | null = null
   let consoleNode: Console | null = null
@@ -207,7 +218,7 @@ export async function run (): Promise<BenchResult> {
 
     // Both processes start at the same instant and live through the same window.
     const started = Date.now()
-    agent = spawn(process.execPath, [...runtime.args, 'agent', 'run', '--data', agentDir], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] })
+    agent = spawn(process.execPath, [...runtime.args, 'agent', 'run', '--data', agentDir], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } })
     baseline = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e3)'], { cwd: work, stdio: 'ignore' })
     agent.stderr!.on('data', (d) => { if (agentStderr.length < 64 * 1024) agentStderr += d })
     const a = agent
@@ -255,6 +266,7 @@ export async function run (): Promise<BenchResult> {
       idle_s: round(seconds, 1),
       settle_s: settleS,
       agent_runtime: runtime.kind,
+      node_options: nodeOptions,
       clk_tck: hz,
       samples: rssA.length,
       check_in: DEFAULT_CHECK_IN_CRON,
@@ -271,7 +283,7 @@ export async function run (): Promise<BenchResult> {
       rss_mb: rssMb,
       cpu_pct: cpuPct
     }
-    console.error(`# agent-idle (${runtime.kind}): rss ${rssMb} MiB (baseline ${baseRssMb}), cpu ${cpuPct} % (baseline ${baseCpuPct} %) over ${round(seconds)} s`)
+    console.error(`# agent-idle (${runtime.kind}${nodeOptions ? `, NODE_OPTIONS=${nodeOptions}` : ''}): rss ${rssMb} MiB (baseline ${baseRssMb}), cpu ${cpuPct} % (baseline ${baseCpuPct} %) over ${round(seconds)} s`)
     return record
   } catch (err) {
     if (agentStderr) console.error(`# agent stderr:\n${agentStderr}`)

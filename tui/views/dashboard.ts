@@ -32,7 +32,7 @@ export class DashboardView implements View {
     const [top, bottom] = region.split('rows', [6, '*'])
     const [left, , right] = region.width >= 150 ? bottom!.split('columns', ['55%', 2, '*']) : bottom!.split('rows', ['50%', 0, '*'])
     this.#kpis = top!.text({ title: 'Overview' })
-    const phasesWidth = () => Math.max(10, (this.#width >= 150 ? Math.floor(this.#width * 0.55) : this.#width) - 14 - 11 - 2)
+    const phasesWidth = () => Math.max(10, (this.#width >= 150 ? Math.floor(this.#width * 0.55) : this.#width) - ID_WIDTH - 11 - 2)
     region.onResize(({ width }) => { this.#width = width; this.#rollouts?.invalidate(); this.#drawKpis() })
     this.#rollouts = left!.table<RolloutSummary>({
       title: 'Rollouts',
@@ -40,7 +40,7 @@ export class DashboardView implements View {
       empty: 'no rollouts yet',
       onOpen: (r) => { void this.#ctx.open('rollout', [r.id]) },
       columns: [
-        { title: 'Id', width: 14, value: (r) => r.id },
+        { title: 'Id', width: ID_WIDTH, value: (r) => r.id },
         { title: 'State', width: 11, value: (r) => r.state, format: (r) => stateSpan(r.state) },
         { title: 'Phases', value: (r) => currentPhase(r).index, format: (r) => phaseBars(r, phasesWidth()) }
       ]
@@ -93,6 +93,9 @@ export class DashboardView implements View {
     this.#feeds.stop()
   }
 }
+
+/** Fits ids like `demo-service-1.0.0` or `patch-tuesday-2026-11`. */
+const ID_WIDTH = 21
 
 /** A duration given in hours, in the unit that reads best: 42 s, 17 min, 5.2 h, 3.5 d. */
 export function hours (h: number | null): string {

@@ -102,15 +102,18 @@ export class RolloutsView implements View {
   }
 
   mount (region: Region): void {
-    const wide = region.width >= 100
+    // Target and Updated only where the ids and release names still fit beside them.
+    const wide = region.width >= 130
     this.#table = region.table<RolloutSummary>({
       title: 'Rollouts',
       key: (r) => r.id,
       empty: 'no rollouts (patchswarm rollout create …)',
       tone: (r) => r.state === 'halted' ? 'bad' : undefined,
+      // The target too, also when the screen is too narrow to show it.
+      search: (r) => [r.id, release(r), r.target.tenant, r.state, currentPhase(r).name].join('\t'),
       onOpen: (r) => { void this.#ctx.open('rollout', [r.id]) },
       columns: [
-        { title: 'Id', width: 14, value: (r) => r.id },
+        { title: 'Id', value: (r) => r.id, min: 14 },
         { title: 'Release', value: release, min: 10 },
         ...(wide ? [{ title: 'Target', value: (r: RolloutSummary) => r.target.tenant || '(all)', min: 10 }] : []),
         { title: 'State', width: 11, value: (r) => r.state, format: (r) => stateSpan(r.state) },
