@@ -135,9 +135,11 @@ export class FleetDemo {
     }
 
     await this.#buildTree()
-    await this.#setPolicies()
     await this.#enrollAgents(bootstrap)
     await this.#release(swarm, keys)
+    // Windows last: the broad ring's opens a set time after the rollout starts, however long
+    // the agents took to start on this machine.
+    await this.#setPolicies()
     this.#followProgress()
     await this.#rollOut()
   }

@@ -10,7 +10,7 @@ import { spawn, execFile, execFileSync } from 'node:child_process'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
-import { root } from './helpers.js'
+import { cli, root, type CliResult } from './helpers.js'
 
 interface Run { code: number | null, stdout: string, stderr: string, summary: any }
 
@@ -46,7 +46,19 @@ t.test('npm start -- --headless: the fleet demo plays out, twice on one data fol
   const data = path.join(dir, 'data')
   let rootBytes: Buffer | null = null
   for (const [run, args] of [[1, ['--agents', '8']], [2, ['--agents', '6', '--size-mib', '2']]] as const) {
-    const r = await npmStart(['--headless', '--json', '--data', data, '--window-in', '5', '--soak', '3', ...args])
+    const running = npmStart(['--headless', '--json', '--data', data, '--window-in', '5', '--soak', '3', ...args])
+    if (run === 1) {
+      // What the README suggests while the demo runs: the CLI on the demo's console, by its socket.
+      let shown: CliResult | null = null
+      const end = Date.now() + 120_000
+      while (Date.now() < end && shown?.code !== 0) {
+        shown = await cli(root, ['rollout', 'show', 'demo-service-1.0.0', '--data', path.join(data, 'run', 'console'), '--as', 'demo'])
+        await new Promise((resolve) => setTimeout(resolve, 500))
+      }
+      t.equal(shown?.code, 0, `rollout show on the running demo's console\n${shown?.stderr ?? ''}`)
+      t.match(shown?.stdout, /demo-service/)
+    }
+    const r = await running
     t.equal(r.code, 0, `run ${run} exits 0\n${r.stderr.slice(-4000)}`)
     const s = r.summary
     t.ok(s, `run ${run} prints a JSON summary`)
