@@ -907,6 +907,67 @@ export class WebhooksApi {
   }
 }
 
+// ---- swarm ----------------------------------------------------------------------------------
+
+export interface SwarmPeerView {
+  keyid: string
+  role: string
+  /** The tenant its certificate names ('' for the organisation's own nodes). */
+  tenant: string
+  site: string | null
+  /** The endpoint's host name, when the peer is an enrolled endpoint. */
+  hostname: string | null
+}
+
+export interface SwarmStatus {
+  /** False when the console runs without --bootstrap (no swarm): no peers, no bans. */
+  online: boolean
+  /** The console's own key on the swarm. */
+  keyid: string | null
+  peers: SwarmPeerView[]
+  bans: Array<{ keyid: string, until: string, reason: string, hostname: string | null, tenant: string | null }>
+}
+
+/**
+ * The console's own swarm node: who is connected to it and who it banned. An admin sees the peers
+ * and bans of endpoints within their read scope; the organisation's own nodes and keys that are no
+ * enrolled endpoint only with a scope over the whole organisation.
+ */
+export class SwarmApi {
+  readonly #c: Console
+
+  constructor (c: Console) { this.#c = c }
+
+  status (actor: string): Promise<SwarmStatus> {
+    return call(this.#c.fleet.gate, actor, 'swarm.status', 'swarm', false, (a) => scopesFor(a, 'report.read'), (_, s) => s.length > 0, (a) => this.#status(a))
+  }
+
+  /** `status`, again every `ms` (default 2000). */
+  status$ (actor: string, ms?: number): Observable<SwarmStatus> {
+    const every = liveMs(ms, 2000)
+    return live(this.#c.fleet.gate, actor, 'swarm.watch', 'swarm', (a) => scopesFor(a, 'report.read'), (_, s) => s.length > 0, (current) =>
+      refreshOn(timer(0, every), async () => this.#status(await current())).pipe(distinctUntilChanged((x, y) => JSON.stringify(x) === JSON.stringify(y))))
+  }
+
+  async #status (a: Admin): Promise<SwarmStatus> {
+    const state = this.#c.swarmState?.()
+    if (!state) return { online: false, keyid: null, peers: [], bans: [] }
+    const endpoint = async (keyid: string) => (await this.#c.endpoints.byKeyid(keyid)) ?? null
+    const peers: SwarmPeerView[] = []
+    for (const p of state.peers) {
+      const e = await endpoint(p.keyid)
+      const tenant = e?.tenant ?? p.tenant
+      if (e ? can(a, 'report.read', tenant) : can(a, 'report.read', '')) peers.push({ ...p, hostname: e?.hostname ?? null })
+    }
+    const bans: SwarmStatus['bans'] = []
+    for (const b of state.bans) {
+      const e = await endpoint(b.keyid)
+      if (e ? can(a, 'report.read', e.tenant) : can(a, 'report.read', '')) bans.push({ ...b, hostname: e?.hostname ?? null, tenant: e?.tenant ?? null })
+    }
+    return { online: true, keyid: state.keyid, peers: peers.sort((x, y) => (x.hostname ?? x.keyid).localeCompare(y.hostname ?? y.keyid)), bans }
+  }
+}
+
 // ---- the whole API --------------------------------------------------------------------------
 
 export class AdminApi {
@@ -917,6 +978,7 @@ export class AdminApi {
   readonly rollouts: RolloutsApi
   readonly reports: ReportsApi
   readonly webhooks: WebhooksApi
+  readonly swarm: SwarmApi
 
   constructor (c: Console) {
     this.fleet = c.fleet
@@ -926,10 +988,11 @@ export class AdminApi {
     this.rollouts = new RolloutsApi(c)
     this.reports = new ReportsApi(c)
     this.webhooks = new WebhooksApi(c)
+    this.swarm = new SwarmApi(c)
   }
 }
 
-export const API_NAMESPACES = ['fleet', 'endpoints', 'policies', 'releases', 'rollouts', 'reports', 'webhooks'] as const
+export const API_NAMESPACES = ['fleet', 'endpoints', 'policies', 'releases', 'rollouts', 'reports', 'webhooks', 'swarm'] as const
 export type ApiNamespace = typeof API_NAMESPACES[number]
 
 /** Fleet methods that are not admin calls. */

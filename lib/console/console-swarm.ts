@@ -90,6 +90,11 @@ export class ConsoleSwarm {
         if (await this.store.has(r.release.manifest.digest)) await this.node.seed(r.release.manifest.digest)
       }
       this.console.contentHost = (hash, dir) => this.publish(hash, dir)
+      this.console.swarmState = () => ({
+        keyid: this.keyid,
+        peers: this.node.connectedPeers().map(({ keyid, role, tenant, site }) => ({ keyid, role, tenant, site })),
+        bans: this.node.bans.list().map(({ keyid, until, reason }) => ({ keyid, until: new Date(until).toISOString(), reason }))
+      })
       await this.listener.ready()
     })()
     return this.#opening
@@ -112,6 +117,7 @@ export class ConsoleSwarm {
       await this.#opening?.catch(() => {})
       this.#link?.close()
       if (this.console.contentHost !== null) this.console.contentHost = null
+      this.console.swarmState = null
       await this.listener.close()
       await this.node.close()
       await this.store.close()

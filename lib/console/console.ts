@@ -38,6 +38,14 @@ import { WebhookStore, type WebhookFact } from '../report/webhooks.js'
 import { Outbox, type OutboxOptions } from '../report/outbox.js'
 import { canonicalBytes } from '../crypto/canonical.js'
 
+/** What the console's own swarm node sees: the peers connected to it, and the bans in force. */
+export interface ConsoleSwarmState {
+  keyid: string
+  peers: Array<{ keyid: string, role: string, tenant: string, site: string | null }>
+  /** `until`: when the ban ends (ISO time). */
+  bans: Array<{ keyid: string, until: string, reason: string }>
+}
+
 export interface ConsoleOptions {
   /** Holds db/ (LevelDB) and, unless socketPath says otherwise, console.sock. */
   dataDir: string
@@ -188,6 +196,9 @@ export class Console {
 
   /** Set by ConsoleSwarm: imports and seeds a release's package from a folder. */
   contentHost: ((hash: string, dir: string) => Promise<void>) | null = null
+
+  /** Set by ConsoleSwarm: its node's peers and bans, as they are now. */
+  swarmState: (() => ConsoleSwarmState) | null = null
 
   publishContent (hash: string, dir: string): Promise<void> {
     if (!this.contentHost) return Promise.reject(PatchswarmError.UNAVAILABLE('this console is not on the swarm (start it with --bootstrap) and cannot seed packages'))

@@ -70,6 +70,9 @@ t.test('console and agent: enroll, roll out, install, report', async (t) => {
   t.equal(kpis.compliant, 1)
   t.ok(kpis.bytes.origin > 0, 'bytes by source reached the console')
   t.same(console.ingestor.counters.rejected, {}, 'nothing the agent sent was rejected')
+  const swarmStatus = await api.swarm.status(OWNER)
+  t.match(swarmStatus, { online: true, keyid: swarm.keyid, bans: [] }, 'the console\'s swarm node, as the admin API shows it')
+  t.match(swarmStatus.peers.find((p) => p.keyid === agent.keyid), { role: 'endpoint', tenant: 'msp-1/acme/office', hostname: 'pc-1' }, 'the agent is one of its peers')
 
   // agent status works while the agent holds its database, from what it publishes.
   await until('status.json to show the install', async () => (await readAgentStatus(agentDir)).live?.jobs.some((j) => j.state === 'installed') === true)

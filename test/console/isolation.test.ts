@@ -370,7 +370,19 @@ const TABLE: Record<string, Entry> = {
   'webhooks.create': { write: true, forbidden: [B, `${B}/office`, NOPE, MSP, ''].map((tenant, i) => (x: Ctx) => x.api.webhooks.create(x.actor, { id: `evil-${i}`, url: 'http://127.0.0.1:9/evil', events: ['*'], tenant })) },
   'webhooks.list': { write: false, reads: [(x) => x.api.webhooks.list(x.actor)] },
   'webhooks.remove': { write: true, forbidden: [(x) => x.api.webhooks.remove(x.actor, x.b.hook), (x) => x.api.webhooks.remove(x.actor, 'no-such-hook')] },
-  'webhooks.setEnabled': { write: true, forbidden: [(x) => x.api.webhooks.setEnabled(x.actor, x.b.hook, false), (x) => x.api.webhooks.setEnabled(x.actor, 'no-such-hook', true)] }
+  'webhooks.setEnabled': { write: true, forbidden: [(x) => x.api.webhooks.setEnabled(x.actor, x.b.hook, false), (x) => x.api.webhooks.setEnabled(x.actor, 'no-such-hook', true)] },
+  // ---- swarm: the console's node, as if every endpoint of A and B were connected and one of each banned
+  'swarm.status': { write: false, reads: [(x) => { onSwarm(x); return x.api.swarm.status(x.actor) }] },
+  'swarm.status$': { write: false, reads: [(x) => { onSwarm(x); return x.api.swarm.status$(x.actor, 10) }] }
+}
+
+function onSwarm (x: Ctx): void {
+  const until = new Date(Date.now() + 600_000).toISOString()
+  x.c.swarmState = () => ({
+    keyid: 'c'.repeat(64),
+    peers: [...x.a.keyids, ...x.b.keyids].map((keyid) => ({ keyid, role: 'endpoint', tenant: '', site: null })),
+    bans: [x.a.keyids[0]!, x.b.keyids[0]!].map((keyid) => ({ keyid, until, reason: 'sent a chunk that does not match its hash' }))
+  })
 }
 
 /** Everything of B as the MSP's owner sees it. */
@@ -537,6 +549,8 @@ const VIEWER_READS: Record<string, [Call, 'ok' | 'FORBIDDEN']> = {
   'reports.tree$': [(x) => x.api.reports.tree$(x.actor, A, 10), 'ok'],
   'reports.events$': [(x) => x.api.reports.events$(x.actor, A, { ms: 10 }), 'ok'],
   'reports.audit$': [(x) => x.api.reports.audit$(x.actor, { ms: 10 }), 'ok'],
+  'swarm.status': [(x) => { onSwarm(x); return x.api.swarm.status(x.actor) }, 'ok'],
+  'swarm.status$': [(x) => { onSwarm(x); return x.api.swarm.status$(x.actor, 10) }, 'ok'],
   'rollouts.get': [(x) => x.api.rollouts.get(x.actor, x.a.rollout), 'ok'],
   'rollouts.list': [(x) => x.api.rollouts.list(x.actor, { tenant: A }), 'ok'],
   'rollouts.history': [(x) => x.api.rollouts.history(x.actor, x.a.rollout), 'ok'],

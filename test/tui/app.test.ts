@@ -99,7 +99,14 @@ t.test('every view shows the console, and follows it live', async (t) => {
   await w.console.ingest([await pilot[1]!.transfer('ab'.repeat(32), { origin: 1e6, site: 2e6, peer: 1e6, local: 0 }, w.clock.now())])
   await command(h, 'swarm')
   s = await until(h, 'swarm', [/Bytes by source/, /pilot\s+4\.0 MB\s+1\.0 MB\s+2\.0 MB\s+1\.0 MB/])
-  t.match(s, /admin API has no view of the console's swarm/, 'it says what it cannot show')
+  t.match(s, /The console is not on the swarm/, 'a console without a swarm says so')
+  // The console's node as ConsoleSwarm reports it: one peer connected, one banned.
+  w.console.swarmState = () => ({
+    keyid: 'c'.repeat(64),
+    peers: [{ keyid: pilot[0]!.keyid, role: 'endpoint', tenant: PILOT, site: 'vienna' }],
+    bans: [{ keyid: pilot[1]!.keyid, until: new Date(Date.now() + 300_000).toISOString(), reason: 'sent a bad chunk' }]
+  })
+  s = await until(h, 'peers and bans', [/on the swarm as cccccccccccc…: 1 peer\(s\) connected, 1 banned/, new RegExp(`${pilot[0]!.hostname}\\s+msp-1/customer-a/pilot\\s+vienna\\s+endpoint`), new RegExp(`${pilot[1]!.hostname}\\s+in [45]m\\s+sent a bad chunk`)])
 
   await command(h, 'events')
   s = await until(h, 'events', [/Events \(live\)/, /received 4\.0 MB/, /install agent-fix 1\.2\.0: installed \[fix-1\]/, /rollout fix-1: running \(phase broad\)/])

@@ -6,7 +6,7 @@
 // see are its "homes", where the per-subtree reports (KPIs, events) are asked for.
 import { Observable, combineLatest, defer, map, merge, of, scan, shareReplay, filter, tap, type OperatorFunction, type Subscription } from 'rxjs'
 import type { ConsoleAccess } from '../extensions/access.js'
-import type { EndpointRow, EndpointsUpdate, EventLine, ReleaseView, RolloutSummary, TenantKpis } from '../../lib/console/api.js'
+import type { EndpointRow, EndpointsUpdate, EventLine, ReleaseView, RolloutSummary, SwarmStatus, TenantKpis } from '../../lib/console/api.js'
 import type { AuditEntry } from '../../lib/fleet/audit.js'
 import type { TenantNode } from '../../lib/fleet/tenants.js'
 import type { Kpis } from '../../lib/report/records.js'
@@ -81,6 +81,8 @@ export class ConsoleData {
   readonly events$: Observable<EventLine[]>
   /** The latest audit entries the admin may see, newest last. */
   readonly audit$: Observable<AuditEntry[]>
+  /** The console's own swarm node: peers connected to it and bans, as far as the admin may see. */
+  readonly swarm$: Observable<SwarmStatus>
 
   constructor (access: ConsoleAccess, opts: ConsoleDataOptions = {}) {
     this.access = access
@@ -108,6 +110,7 @@ export class ConsoleData {
         return all.length > this.#tail ? all.slice(all.length - this.#tail) : all
       }, []),
       share())
+    this.swarm$ = defer(() => this.subscribe<SwarmStatus>('swarm.status$', Math.max(this.#ms, 1000))).pipe(share())
     this.audit$ = defer(() => this.subscribe<AuditEntry[]>('reports.audit$', { last: Math.min(1000, this.#tail), ms: Math.max(this.#ms, 1000) })).pipe(
       scan((kept: AuditEntry[], fresh: AuditEntry[]) => {
         const all = kept.concat(fresh)

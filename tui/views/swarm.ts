@@ -1,13 +1,13 @@
-// Swarm: where the bytes came from, per tenant (origin, same-site peers, other peers, local copies)
-// and the WAN savings that makes, from the endpoints' signed transfer reports (reports.tree$). The
-// console's own swarm (connected peers, their scores, bans) is not in the admin API yet: the view
-// says so instead of guessing.
+// Swarm: the console's own node (the peers connected to it, the bans in force: swarm.status$), and
+// where the endpoints' bytes came from, per tenant (origin, same-site peers, other peers, local
+// copies) with the WAN savings that makes, from their signed transfer reports (reports.tree$).
 import { gauge, stackedBar, type Region, type Table, type Text, type View } from '../ui/index.js'
-import type { TenantKpis } from '../../lib/console/api.js'
+import type { SwarmPeerView, SwarmStatus, TenantKpis } from '../../lib/console/api.js'
 import { Feeds, type AppContext } from './context.js'
-import { bytes } from './format.js'
+import { ago, bytes } from './format.js'
 
-export const SWARM_GAP = 'Peers and bans: the admin API has no view of the console\'s swarm yet (connected peers, scores, bans); only the endpoints\' transfer reports below.'
+type Ban = SwarmStatus['bans'][number]
+const short = (keyid: string) => `${keyid.slice(0, 12)}…`
 
 export class SwarmView implements View {
   readonly id = 'swarm'
@@ -15,6 +15,8 @@ export class SwarmView implements View {
   readonly #ctx: AppContext
   readonly #feeds: Feeds
   #table: Table<TenantKpis> | undefined
+  #peers: Table<SwarmPeerView> | undefined
+  #bans: Table<Ban> | undefined
   #note: Text | undefined
 
   constructor (ctx: AppContext) {
@@ -23,12 +25,32 @@ export class SwarmView implements View {
   }
 
   mount (region: Region): void {
-    const [note, body] = region.split('rows', [3, '*'])
+    const [note, peersAndBans, body] = region.split('rows', [3, '*', '*'])
+    const [peersRegion, bansRegion] = peersAndBans!.split('columns', ['*', '*'])
     this.#note = note!.text({ title: 'Swarm' })
-    this.#note.setLines([
-      [{ text: 'Bytes received by endpoints, by source: ' }, { text: '█ origin', tone: 'bad' }, { text: '  █ same site', tone: 'ok' }, { text: '  █ other peers', tone: 'accent' }],
-      [{ text: SWARM_GAP, tone: 'dim' }]
-    ])
+    this.#showNode(null)
+    this.#peers = peersRegion!.table<SwarmPeerView>({
+      title: 'Peers of the console',
+      key: (p) => p.keyid,
+      empty: 'no peer connected',
+      columns: [
+        { title: 'Host', value: (p) => p.hostname ?? short(p.keyid), min: 10 },
+        { title: 'Tenant', value: (p) => p.tenant || '(organisation)', min: 10 },
+        { title: 'Site', width: 10, value: (p) => p.site ?? '' },
+        { title: 'Role', width: 8, value: (p) => p.role }
+      ]
+    })
+    this.#bans = bansRegion!.table<Ban>({
+      title: 'Bans',
+      key: (b) => b.keyid,
+      empty: 'nobody banned',
+      tone: () => 'bad',
+      columns: [
+        { title: 'Peer', value: (b) => b.hostname ?? short(b.keyid), min: 10 },
+        { title: 'Ends', width: 8, value: (b) => b.until, format: (b) => `in ${ago(new Date().toISOString(), Date.parse(b.until))}` },
+        { title: 'Why', value: (b) => b.reason, min: 10 }
+      ]
+    })
     const wide = region.width >= 120
     this.#table = body!.table<TenantKpis>({
       title: 'Bytes by source',
@@ -46,6 +68,23 @@ export class SwarmView implements View {
       ]
     })
     this.#feeds.watch(this.#ctx.data.tree$, (nodes) => this.#table!.setRows(nodes))
+    this.#feeds.watch(this.#ctx.data.swarm$, (status) => {
+      this.#showNode(status)
+      this.#peers!.setRows(status.peers)
+      this.#bans!.setRows(status.bans)
+    })
+  }
+
+  #showNode (status: SwarmStatus | null): void {
+    const node = status === null
+      ? { text: 'asking the console …', tone: 'dim' as const }
+      : status.online
+        ? { text: `The console is on the swarm as ${short(status.keyid ?? '')}: ${status.peers.length} peer(s) connected, ${status.bans.length} banned.` }
+        : { text: 'The console is not on the swarm (started without --bootstrap): no peers, no bans.', tone: 'dim' as const }
+    this.#note!.setLines([
+      [node],
+      [{ text: 'Bytes received by endpoints, by source: ' }, { text: '█ origin', tone: 'bad' }, { text: '  █ same site', tone: 'ok' }, { text: '  █ other peers', tone: 'accent' }]
+    ])
   }
 
   unmount (): void {
