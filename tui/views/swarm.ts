@@ -26,7 +26,8 @@ export class SwarmView implements View {
 
   mount (region: Region): void {
     const [note, peersAndBans, body] = region.split('rows', [3, '*', '*'])
-    const [peersRegion, bansRegion] = peersAndBans!.split('columns', ['*', '*'])
+    // A one-column gap keeps the two tables' cells apart.
+    const [peersRegion, , bansRegion] = peersAndBans!.split('columns', ['*', 1, '*'])
     this.#note = note!.text({ title: 'Swarm' })
     this.#showNode(null)
     this.#peers = peersRegion!.table<SwarmPeerView>({
@@ -34,7 +35,7 @@ export class SwarmView implements View {
       key: (p) => p.keyid,
       empty: 'no peer connected',
       columns: [
-        { title: 'Host', value: (p) => p.hostname ?? short(p.keyid), min: 10 },
+        { title: 'Host', value: (p) => p.hostname ?? short(p.keyid), min: 12 },
         { title: 'Tenant', value: (p) => p.tenant || '(organisation)', min: 10 },
         { title: 'Site', width: 10, value: (p) => p.site ?? '' },
         { title: 'Role', width: 8, value: (p) => p.role }
