@@ -37,12 +37,28 @@ async function callConsole (ctx: CliContext, opts: Common, method: string, param
   }
 }
 
+/** The page size asked for: endpoints.list's MAX_LIST_PAGE (not imported: the admin CLI stays light). */
+export const LIST_PAGE = 1000
+
+/** Every page of a paged list method, one call per page, until a page comes back short. */
+async function allPages (ctx: CliContext, opts: Common, method: string, [query, ...rest]: unknown[], cursor: (item: any) => string): Promise<unknown[]> {
+  const all: unknown[] = []
+  for (let after: string | undefined; ;) {
+    const page = await callConsole(ctx, opts, method, [{ ...(query as object), limit: LIST_PAGE, ...(after !== undefined ? { after } : {}) }, ...rest]) as unknown[]
+    all.push(...page)
+    if (page.length < LIST_PAGE) return all
+    after = cursor(page[page.length - 1])
+  }
+}
+
 /** Registers `group name` calling `method`; `params` maps the arguments, `human` renders the result. */
 function remote (parent: Command, ctx: CliContext, spec: {
   name: string, description: string, args?: string[], options?: (c: Command) => Command,
   method: string, params: (args: string[], opts: any) => unknown[] | Promise<unknown[]>, human: (result: any, opts: any) => string,
   /** Runs after the call, before printing (e.g. writing a file). */
   after?: (result: any, opts: any) => Promise<void>
+  /** The method answers pages (`limit`, `after` in its first parameter): ask for all of them. */
+  pagedBy?: (item: any) => string
 }): void {
   let cmd = parent.command(spec.name).description(spec.description)
   for (const a of spec.args ?? []) cmd = cmd.argument(a)
@@ -50,7 +66,8 @@ function remote (parent: Command, ctx: CliContext, spec: {
   cmd.action(async (...all: unknown[]) => {
     const args = all.slice(0, (spec.args ?? []).length) as string[]
     const opts = all[(spec.args ?? []).length] as Common
-    const result = await callConsole(ctx, opts, spec.method, await spec.params(args, opts))
+    const params = await spec.params(args, opts)
+    const result = spec.pagedBy ? await allPages(ctx, opts, spec.method, params, spec.pagedBy) : await callConsole(ctx, opts, spec.method, params)
     await spec.after?.(result, opts)
     ctx.print(opts, () => spec.human(result, opts), result)
   })
@@ -115,7 +132,7 @@ export function registerAdminCommands (program: Command, ctx: CliContext): void 
 
   const endpoint = program.command('endpoint').description('enrolled endpoints')
   remote(endpoint, ctx, { name: 'list', description: 'endpoints under a path', args: ['[under]'], options: (c) => c.option('--status <status>', 'quarantine, approved, rejected or removed'),
-    method: 'endpoints.list', params: ([u], o) => [{ under: u ?? '', ...(o.status ? { status: o.status } : {}) }],
+    method: 'endpoints.list', params: ([u], o) => [{ under: u ?? '', ...(o.status ? { status: o.status } : {}) }], pagedBy: (e) => e.path,
     human: (es) => table(es.map((e: Row) => ({ ...e, key: String(e.keyid).slice(0, 16) + '…' })), ['key', 'hostname', 'tenant', 'site', 'status', 'platform']) })
   for (const [name, method, verb] of [['show', 'endpoints.get', ''], ['approve', 'endpoints.approve', 'approved'], ['reject', 'endpoints.reject', 'rejected'], ['remove', 'endpoints.remove', 'removed']] as const) {
     remote(endpoint, ctx, { name, description: `${name} an endpoint`, args: ['<keyid>'], method, params: ([k]) => [k],

@@ -160,6 +160,16 @@ export interface EndpointsUpdate {
 }
 
 export const ENDPOINT_CHUNK = 2000
+/** The largest page `endpoints.list` answers: 1000 full records (certificate, history) stay far below the socket's 8 MiB frame. */
+export const MAX_LIST_PAGE = 1000
+
+function pageOf (query: { after?: unknown, limit?: unknown } | undefined): { after: string, limit: number } | null {
+  if (query?.after === undefined && query?.limit === undefined) return null
+  const limit = query.limit ?? MAX_LIST_PAGE
+  if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_LIST_PAGE) throw PatchswarmError.BAD_ARGUMENT(`limit must be a whole number from 1 to ${MAX_LIST_PAGE}`)
+  if (query.after !== undefined && (typeof query.after !== 'string' || query.after.length > 4096)) throw PatchswarmError.BAD_ARGUMENT('after must be the path of the last endpoint of the previous page')
+  return { after: (query.after as string | undefined) ?? '', limit: limit as number }
+}
 /** How often endpoints.list$ reads the registry again (enrollments, moves: changes the report log does not carry). */
 const REGISTRY_REFRESH_MS = 2000
 
@@ -187,10 +197,20 @@ export class EndpointsApi {
       (_, w) => this.#c.enrollment.revokeToken(id, w))
   }
 
-  list (actor: string, query: { under?: string, status?: EndpointStatus | EndpointStatus[] } = {}): Promise<EndpointRecord[]> {
+  /**
+   * The endpoints under `query.under` the actor may read. With `limit` (at most MAX_LIST_PAGE) it
+   * answers one page in path order, starting after the path `after`: a caller over the socket
+   * pages through a large fleet, whose full records would not fit one frame.
+   */
+  list (actor: string, query: { under?: string, status?: EndpointStatus | EndpointStatus[], after?: string, limit?: number } = {}): Promise<EndpointRecord[]> {
     const under = query?.under ?? ''
     return call(this.#c.fleet.gate, actor, 'endpoint.list', under, false, () => [assertTenantPath(under)], seesPart('endpoint.read'),
-      async (a) => filterByScope(a, 'endpoint.read', await this.#c.endpoints.list({ under, ...(query?.status ? { status: query.status } : {}) }), (e) => e.tenant))
+      async (a) => {
+        const page = pageOf(query)
+        const all = filterByScope(a, 'endpoint.read', await this.#c.endpoints.list({ under, ...(query?.status ? { status: query.status } : {}) }), (e) => e.tenant)
+        if (!page) return all
+        return all.filter((e) => e.path > page.after).sort((x, y) => x.path < y.path ? -1 : x.path > y.path ? 1 : 0).slice(0, page.limit)
+      })
   }
 
   /**
