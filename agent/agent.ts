@@ -41,6 +41,10 @@ const INVENTORY_BYTES = 40 * 1024
 const ACK_TIMEOUT_MS = 10_000
 /** Least time between two DHT lookups for a console that is not connected. */
 const REFRESH_MS = 5000
+/** While the console is not connected, look for it after 2 s, then 4 s, 8 s … */
+const SEEK_FIRST_MS = 2000
+/** … and at least this often: check-ins may be 15 minutes apart. */
+const SEEK_MAX_MS = 5 * 60_000
 /** A download that receives no chunk for this long fails (TIMEOUT) and is tried again after a back-off. */
 export const DEFAULT_DOWNLOAD_STALL_MS = 10 * 60_000
 /** On a clean stop, how long the agent waits for the console to take its last reports ('stopped'). */
@@ -86,6 +90,8 @@ export class Agent {
   #listening = false
   #lastRefresh = 0
   #ackTimer: NodeJS.Timeout | null = null
+  #seekTimer: NodeJS.Timeout | null = null
+  #flushAgain = false
 
   private constructor (init: { dir: string, config: AgentConfig, store: AgentStore, trust: TrustedState, node: SwarmNode, packages: PackageStore, outbox: AgentOutbox, runner: JobRunner, keyid: string, tenant: string, state: Sublevel, opts: AgentOptions }) {
     this.dir = init.dir
@@ -175,9 +181,13 @@ export class Agent {
     await this.outbox.append({ kind: 'agent', agent: { state: 'started', version: AGENT_VERSION } })
     // On the swarm before recovery, which may run a long install again: reports keep flowing.
     this.node.on('peer-open', (peer: PeerIdentity) => { if (this.#isConsole(peer)) { this.#sync(); this.#flush() } })
+    this.node.on('peer-close', (peer: PeerIdentity) => { if (this.#isConsole(peer)) this.#seekConsole() })
     this.node.on('control', (m: { from: PeerIdentity, kind: number, payload: Uint8Array }) => { this.#onControl(m).catch((err) => this.#log(`link: ${(err as Error).message}`)) })
-    this.runner.on('transition', () => this.#flush())
+    // Whatever stored an event (a job's step, a transfer, the inventory), it goes out now, not at
+    // the next check-in: a flush with a batch already in flight does nothing, the ack sends on.
+    this.outbox.on('appended', () => this.#flush())
     await this.node.ready()
+    this.#seekConsole()
     await this.runner.recover()
     if (this.#opts.inventory !== false) await this.#inventory()
     if (this.#opts.checkInMs !== undefined) {
@@ -219,6 +229,7 @@ export class Agent {
   close (): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#timer) clearTimeout(this.#timer)
+      if (this.#seekTimer) clearTimeout(this.#seekTimer)
       this.#checkIn?.stop()
       // The runner aborts a running step (it keeps its crash marker: the next start runs it again)
       // and the downloads in flight (what arrived is kept: the next fetch resumes).
@@ -323,15 +334,37 @@ export class Agent {
     }
   }
 
+  /**
+   * Until the console is connected, looks for it again and again, backing off: the DHT lookup at
+   * the start can miss it (both just joined), and reports should not wait for the next check-in.
+   */
+  #seekConsole (delay = SEEK_FIRST_MS): void {
+    if (this.#closing || this.#seekTimer) return
+    this.#seekTimer = setTimeout(() => {
+      this.#seekTimer = null
+      if (this.#closing || this.#consolePeers().length > 0) return
+      this.#sync()
+      this.#seekConsole(Math.min(delay * 2, SEEK_MAX_MS))
+    }, delay)
+    this.#seekTimer.unref()
+  }
+
   /** Sends pending events (one batch in flight at a time); the ack triggers the next batch. */
   #flush (): void {
-    if (this.#sending || (this.#closing && !this.#draining)) return
+    if (this.#closing && !this.#draining) return
+    // One at a time; an event stored meanwhile is looked for once this one is done.
+    if (this.#sending) { this.#flushAgain = true; return }
     const consoles = this.#consolePeers()
     if (consoles.length === 0) return
     this.#sending = true
+    this.#flushAgain = false
     // The outbox keeps each event's canonical bytes: they go out as stored, not parsed and re-serialised.
     this.outbox.pendingSerialized({ limit: MAX_REPORT_BATCH }).then((events) => {
-      if (events.length === 0) { this.#sending = false; return }
+      if (events.length === 0) {
+        this.#sending = false
+        if (this.#flushAgain) this.#flush()
+        return
+      }
       const out: string[] = []
       let size = 64
       for (const text of events) {

@@ -66,6 +66,8 @@ export interface OutboxStats {
 export interface OutboxEvents {
   /** Something the console said that the outbox ignored (an ack above the last seq). */
   warning: [PatchswarmError]
+  /** Events up to this seq are stored: there is something new to send. */
+  appended: [number]
 }
 
 const LAST = 'last'
@@ -158,6 +160,7 @@ export class AgentOutbox extends EventEmitter<OutboxEvents> {
           try {
             await this.db.batch([...ops, ...extra] as never, { sync: true })
             this.last = committedSeq
+            this.emit('appended', committedSeq)
           } catch (err) {
             // Almost always nothing was written; if it was, re-reading the counter says so.
             this.lastKnown = false

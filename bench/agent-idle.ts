@@ -225,7 +225,7 @@ export async function run (): Promise<BenchResult> {
     const b = baseline
     // Started, inventoried, and connected: the console holds its start-up events.
     const c = consoleNode
-    await until('the agent to report to the console', async () => (await c.ingestor.endpointState(keyid)).last >= 2, 60_000, a)
+    await until('the agent to report to the console', async () => (await c.ingestor.endpointState(keyid)).last >= 2, 120_000, a)
     const startupEvents = (await c.ingestor.endpointState(keyid)).last
     await sleep(settleS * 1000)
     if (a.exitCode !== null) throw new Error(`the agent exited (code ${a.exitCode})`)
