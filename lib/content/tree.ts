@@ -40,7 +40,8 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
     result.bad.add(ci)
     result.first ??= msg
   }
-  const buf = Buffer.allocUnsafe(m.chunking.max)
+  // Two buffers: the next chunk is read while this one is hashed (and copied).
+  const bufs = [Buffer.allocUnsafe(m.chunking.max), Buffer.allocUnsafe(m.chunking.max)] as const
   const stop = () => result.first !== null && (opts.stopAtFirst || opts.copyTo !== undefined)
   if (opts.copyTo) for (const d of m.dirs) await fs.mkdir(locate(opts.copyTo, d))
   for (const f of m.files) {
@@ -53,13 +54,25 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
       for (const ci of f.chunks) result.bad.add(ci)
       continue
     }
-    const out = opts.copyTo ? await fs.open(locate(opts.copyTo, f.path), 'wx', 0o600) : null
+    let next: Promise<number> | null = null
+    const readAhead = (k: number, offset: number): Promise<number> | null => {
+      if (k >= f.chunks.length) return null
+      const read = readAt(fh, bufs[k % 2]!, m.chunks[f.chunks[k]!]!.size, offset)
+      read.catch(() => {}) // awaited below, unless we stop first
+      return read
+    }
+    let out: fs.FileHandle | null = null
     try {
+      out = opts.copyTo ? await fs.open(locate(opts.copyTo, f.path), 'wx', 0o600) : null
       let offset = 0
-      for (const ci of f.chunks) {
+      next = readAhead(0, 0)
+      for (let k = 0; k < f.chunks.length; k++) {
+        const ci = f.chunks[k]!
         const { hash, size } = m.chunks[ci]!
-        const n = await readAt(fh, buf, size, offset)
-        const bytes = buf.subarray(0, n)
+        const n = await next!
+        // The other buffer is free: the chunk before this one was checked (and written) already.
+        next = readAhead(k + 1, offset + size)
+        const bytes = bufs[k % 2]!.subarray(0, n)
         if (n !== size || contentHashHex(bytes) !== hash) {
           fail(ci, `${f.path}: chunk ${ci} at offset ${offset} does not match its hash`)
           if (stop()) break
@@ -74,6 +87,7 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
       }
       if (out) await out.sync()
     } finally {
+      await next?.catch(() => {}) // a read started before we stopped ends before its file closes
       await fh.close()
       await out?.close()
     }

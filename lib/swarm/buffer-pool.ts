@@ -22,3 +22,44 @@ export class BufferPool {
     if (this.spare.length < this.keep) this.spare.push(b)
   }
 }
+
+/** Up to `size` holders at a time, first come first served; a waiter whose signal aborts leaves the queue. */
+export class Turns {
+  private held = 0
+  private readonly waiting: Array<() => void> = []
+
+  constructor (readonly size = 1) {}
+
+  /** Resolves with the release function once it is the caller's turn; rejects if `signal` aborts first. */
+  acquire (signal?: AbortSignal): Promise<() => void> {
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    if (this.held < this.size) {
+      this.held++
+      return Promise.resolve(this.releaser())
+    }
+    return new Promise((resolve, reject) => {
+      const go = () => {
+        signal?.removeEventListener('abort', aborted)
+        resolve(this.releaser())
+      }
+      const aborted = () => {
+        const i = this.waiting.indexOf(go)
+        if (i >= 0) this.waiting.splice(i, 1)
+        reject(signal!.reason)
+      }
+      this.waiting.push(go)
+      signal?.addEventListener('abort', aborted, { once: true })
+    })
+  }
+
+  private releaser (): () => void {
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      const next = this.waiting.shift()
+      if (next) next() // the turn passes straight on
+      else this.held--
+    }
+  }
+}

@@ -16,7 +16,7 @@ import { Bitfield } from './bitfield.js'
 import { ChunkScheduler, type SchedulerOptions } from './scheduler.js'
 import { BanList } from './bans.js'
 import { SuperSeeding } from './super-seeding.js'
-import { BufferPool } from './buffer-pool.js'
+import { BufferPool, Turns } from './buffer-pool.js'
 import type { Courtesy } from './courtesy.js'
 import type { Accounting, TrafficSource } from './accounting.js'
 
@@ -62,6 +62,8 @@ interface Peer {
   has: Map<string, Bitfield>
   /** The last ping's round trip, for roundTrips(); null until the first pong. */
   rttMs: number | null
+  /** Turns at reading a chunk and handing it to the connection, one at a time. */
+  sending: Turns
 }
 
 /** What a fetch moved: bytes by source, and what was already on disk (earlier versions, a resume). */
@@ -268,7 +270,7 @@ export class SwarmNode extends EventEmitter {
     if (this.closing || this.peers.has(identity.keyid)) return channel.destroy()
     const mine = this.requireIdentity()
     const sameSite = this.inMySite(identity, conn.rawStream.remoteHost)
-    const peer: Peer = { key: identity.keyid, identity, channel, sameSite, interest: new Set(), requests: new Map(), serving: new Map(), has: new Map(), rttMs: null }
+    const peer: Peer = { key: identity.keyid, identity, channel, sameSite, interest: new Set(), requests: new Map(), serving: new Map(), has: new Map(), rttMs: null, sending: new Turns() }
     this.peers.set(peer.key, peer)
     channel.on('want', (digest: string) => { this.onWant(peer, digest).catch((err) => this.misbehaved(peer, err)) })
     channel.on('have', (digest: string, bits: Bitfield) => this.onHave(peer, digest, bits))
@@ -380,6 +382,7 @@ export class SwarmNode extends EventEmitter {
     const key = `${digest}:${index}`
     peer.serving.set(id, abort)
     let buffer: Buffer | null = null
+    let release: (() => void) | null = null
     try {
       const courtesy = this.opts.courtesy
       const source = await this.sourceOf(digest)
@@ -389,13 +392,18 @@ export class SwarmNode extends EventEmitter {
         if (peer.serving.has(id) && !peer.channel.closed) peer.channel.reject(id)
         return
       }
+      await courtesy?.upload.take(size, abort.signal)
+      // One request per peer at a time reads (and re-hashes) its chunk and hands it to the
+      // connection once it has room: requests queued behind a full link hold no buffer, so a few
+      // pooled ones serve every chunk, and the next chunk is read while the link still sends the
+      // last. Bytes written are past recall, so a cancel can still stop what waits here, and the
+      // link's own congestion control paces us.
+      release = await peer.sending.acquire(abort.signal)
+      if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while it waited its turn
       buffer = this.buffers.take(size)
       const bytes = await source.readChunk(index, buffer)
-      await courtesy?.upload.take(bytes.length, abort.signal)
-      // Hand the connection a chunk only when it has room: bytes written are past recall, so a
-      // cancel can still stop what waits here, and the link's own congestion control paces us.
       await this.writable(peer, abort.signal)
-      if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while we waited
+      if (!peer.serving.has(id) || peer.channel.closed) return // cancelled while we read or waited
       peer.channel.data(id, digest, index, bytes)
       this.superSeeding.sent(peer.key, key)
       this.opts.accounting?.record({ digest, source: this.sourceKind(peer), direction: 'up', bytes: bytes.length })
@@ -407,12 +415,14 @@ export class SwarmNode extends EventEmitter {
     } finally {
       // data() copied the bytes into the outgoing frame: the buffer is free again.
       if (buffer) this.buffers.give(buffer)
+      release?.()
       peer.serving.delete(id)
       this.superSeeding.released(peer.key, key)
     }
   }
 
   private writable (peer: Peer, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason)
     if (peer.channel.drained || peer.channel.closed) return Promise.resolve()
     return new Promise((resolve, reject) => {
       const done = () => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { SuperSeeding } from '../../lib/swarm/super-seeding.js'
-import { BufferPool } from '../../lib/swarm/buffer-pool.js'
+import { BufferPool, Turns } from '../../lib/swarm/buffer-pool.js'
 
 function setup () {
   let now = 0
@@ -60,4 +60,39 @@ t.test('the buffer pool reuses what fits and keeps a bounded number', async (t) 
   t.equal(pool.take(900), a, 'reused')
   pool.give(Buffer.alloc(10)); pool.give(Buffer.alloc(10)); pool.give(Buffer.alloc(10))
   t.not(pool.take(500), a, 'small spares do not fit; a new one is made')
+})
+
+t.test('turns: one holder at a time, in order; an aborted waiter leaves the queue', async (t) => {
+  const turns = new Turns()
+  const order: string[] = []
+  const first = await turns.acquire()
+  const second = turns.acquire().then((release) => { order.push('second'); return release })
+  const gone = new AbortController()
+  const aborted = turns.acquire(gone.signal)
+  const third = turns.acquire().then((release) => { order.push('third'); return release })
+  gone.abort(new Error('cancelled'))
+  await t.rejects(aborted, { message: 'cancelled' })
+  await t.rejects(turns.acquire(gone.signal), { message: 'cancelled' }, 'an aborted signal never queues')
+  t.same(order, [], 'nobody else while the first holds its turn')
+  first()
+  first() // releasing twice passes the turn on once
+  const releaseSecond = await second
+  t.same(order, ['second'])
+  releaseSecond()
+  const releaseThird = await third
+  t.same(order, ['second', 'third'])
+  releaseThird()
+  const again = await turns.acquire()
+  again()
+  const two = new Turns(2)
+  const x = await two.acquire()
+  const y = await two.acquire()
+  let z = false
+  const pending = two.acquire().then((r) => { z = true; return r })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.notOk(z, 'a third waits while two hold turns')
+  x()
+  ;(await pending)()
+  y()
+  t.ok(z)
 })
