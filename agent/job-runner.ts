@@ -653,6 +653,11 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         const next: CrashMarker = { ...marker, process: { ...group, bootId } }
         await this.opts.db.batch(this.store.markerOps(id, next) as never, { sync: true })
         this.markers.set(id, next)
+        // Said once it is on disk: from here on a run that is killed leaves a marker naming the
+        // group, and the next run ends it before the step runs again. (This is written a moment
+        // after the command started: a kill in between leaves a marker without it.)
+        const job = this.jobs.get(id)
+        this.say(`${job ? label(job) : id}: its ${step} step runs as process group ${group.pgid}, noted in its crash marker`)
       })
     } catch (err) {
       this.say(`cannot record the process group ${group.pgid} of a ${step} step: ${(err as Error).message}`)

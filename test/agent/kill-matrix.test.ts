@@ -85,6 +85,17 @@ const inStep = (agent: AgentProcess, pkg: Pkg, step: string) => agent.until(`${p
 const stepPid = async (pkg: Pkg, step: string) => Number((await fs.readFile(ctrlFile(pkg, `${step}.pid`), 'utf8').catch(() => '')).trim()) || 0
 
 /**
+ * Waits until `pkg`'s `step` script waits on its hold and the agent has noted its process group in
+ * the crash marker (synced, a moment after the command started: a SIGKILL in between leaves a
+ * marker without it, and nothing for the restart to end). Only then does a kill test the restart.
+ */
+async function inStepNoted (agent: AgentProcess, pkg: Pkg, step: string): Promise<void> {
+  await inStep(agent, pkg, step)
+  const pgid = await stepPid(pkg, step)
+  await agent.waitFor(`${pkg.name} 1.0.0: its ${step} step runs as process group ${pgid}, noted in its crash marker`)
+}
+
+/**
  * The agent was just SIGKILLed while `pkg`'s `step` script waited on its hold: that script runs on
  * in its own process group. Returns the group (its leader's pid).
  */
@@ -252,7 +263,7 @@ t.test('kill matrix: SIGKILL the agent in every state, restart, and it ends whol
     await a1.until('second and subject to be downloaded', async () => await transferred(second) && await transferred(subject))
     // The next step makes both verified; second (assigned earlier) installs first, and holds.
     await release(first, 'install')
-    await inStep(a1, second, 'install')
+    await inStepNoted(a1, second, 'install')
     await a1.waitFor('kill-verified-subject 1.0.0: downloading → verified')
     await a1.kill('SIGKILL')
     const orphan = await orphaned(t, second, 'install')
@@ -308,7 +319,7 @@ t.test('kill matrix: SIGKILL the agent in every state, restart, and it ends whol
     await hold(pkg, 'install')
     const a1 = world.startAgent(ep.dir)
     await world.rollout('kill-installing', pkg, ep.tenant)
-    await inStep(a1, pkg, 'install')
+    await inStepNoted(a1, pkg, 'install')
     await a1.kill('SIGKILL')
     const orphan = await orphaned(t, pkg, 'install')
     const disk = await readAgentDisk(ep.dir)
@@ -333,7 +344,7 @@ t.test('kill matrix: SIGKILL the agent in every state, restart, and it ends whol
     await hold(pkg, 'health')
     const a1 = world.startAgent(ep.dir)
     await world.rollout('kill-health', pkg, ep.tenant)
-    await inStep(a1, pkg, 'health')
+    await inStepNoted(a1, pkg, 'health')
     await a1.kill('SIGKILL')
     const orphan = await orphaned(t, pkg, 'health')
     const disk = await readAgentDisk(ep.dir)
@@ -358,7 +369,7 @@ t.test('kill matrix: SIGKILL the agent in every state, restart, and it ends whol
     await hold(pkg, 'rollback')
     const a1 = world.startAgent(ep.dir)
     await world.rollout('kill-rollback', pkg, ep.tenant)
-    await inStep(a1, pkg, 'rollback')
+    await inStepNoted(a1, pkg, 'rollback')
     await a1.kill('SIGKILL')
     const orphan = await orphaned(t, pkg, 'rollback')
     const disk = await readAgentDisk(ep.dir)

@@ -51,6 +51,8 @@ t.test('a halted rollout becomes exactly one signed ticket, also across a restar
   await waitFor('the ticket', () => received.length >= 1)
   await sleep(800) // several more polls
   t.equal(received.length, 1, 'exactly one ticket')
+  // The receiver has the request before the extension has its answer and has marked it sent.
+  await waitFor('the ticket recorded as sent', async () => (await s1.host.executeCommand<{ sent: number }>('ticketing.status')).sent === 1)
   const ticket = received[0]!
   t.ok(verified(ticket), 'its HMAC verifies with the console\'s verifyWebhookSignature')
   t.notOk(verifyWebhookSignature('another-secret-of-enough-bytes', ticket.headers, ticket.body).ok, 'and not with another secret')
@@ -119,8 +121,11 @@ t.test('a failed POST is retried with back-off, a pending ticket survives a rest
   // The receiver is back: retry on demand delivers it once.
   healthy = true
   t.equal(await s1.host.executeCommand('ticketing.retryFailed'), 1)
-  await waitFor('delivered', () => received.some((r) => r.status === 204))
+  // The receiver records the POST before its answer reaches the extension, which only then marks
+  // the ticket sent: wait for that record, not for the receiver, before reading the status.
+  await waitFor('delivered', async () => (await s1.host.executeCommand<{ sent: number }>('ticketing.status')).sent === 1)
   t.match(await s1.host.executeCommand('ticketing.status'), { pending: 0, sent: 1, dead: 0 })
+  t.equal(received.filter((r) => r.status === 204).length, 1, 'answered 2xx once')
   await s1.close()
 
   // A ticket still pending when the session ends goes out when the next one starts.

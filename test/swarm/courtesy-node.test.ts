@@ -10,7 +10,10 @@ t.test('round trips reach the delay-based back-off', async (t) => {
   const a = await fleet.node({ node: { courtesy } })
   const b = await fleet.node()
   await b.node.refresh()
-  await new Promise((resolve) => setTimeout(resolve, 2500))
+  // Pings go out every second once the two are connected: wait for the first answered one, not a
+  // fixed time (2.5 s assumed the connection and the first pong come sooner on a busy machine).
+  const until = Date.now() + 30_000
+  while (!a.node.roundTrips().some((r) => r.rttMs !== null) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50))
   const rtts = a.node.roundTrips()
   t.equal(rtts.length, 1)
   t.ok(typeof rtts[0]!.rttMs === 'number' && rtts[0]!.rttMs >= 0, `measured ${rtts[0]!.rttMs?.toFixed(2)} ms`)

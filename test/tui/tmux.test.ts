@@ -138,7 +138,10 @@ t.test('80×24: open, :rollouts, / filter, open a rollout, ? help, abort only th
   const tm = new Tmux(t)
   await tm.start(dir, 80, 24, ['tui', '--data', 'data', '--as', OWNER, '--no-extensions'])
 
-  let s = await tm.until('the dashboard', [/patchswarm › Dashboard/, /Compliance by tenant/, /fix-1/, /root @ msp-1/], [], 20_000)
+  // The dashboard's feeds arrive one by one: the rollouts often before the KPIs and the tenants
+  // (reports.tree$, computed by the console on the first ask), which read "waiting for the console…"
+  // and "no tenants you may see" until then. Wait for those too before reading what they say.
+  let s = await tm.until('the dashboard', [/patchswarm › Dashboard/, /Compliance by tenant \[[1-9]\d*\]/, /Endpoints \d+/, /fix-1/, /root @ msp-1/], [], 20_000)
   t.match(s, /Endpoints 6/, 'KPIs of the whole fleet')
   t.match(s, /acme/, 'compliance by tenant lists the customers')
 
