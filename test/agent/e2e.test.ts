@@ -1,7 +1,7 @@
 // One console and one agent on a local testnet, end to end: enrollment over the enrollment link,
 // a release published by the console (origin), a rollout, the agent's download and install, and
 // its signed reports arriving at the console until the rollout completes.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -22,7 +22,8 @@ async function until (what: string, fn: () => Promise<boolean> | boolean, ms = 3
   }
 }
 
-t.test('console and agent: enroll, roll out, install, report', async (t) => {
+/** A local testnet and a console on it with msp-1 › acme; the folder goes after everything closed. */
+async function consoleOnSwarm (t: Test) {
   const testnet = await startTestnet(3)
   t.teardown(() => testnet.destroy())
   // A temporary folder removed after the agent and console closed (teardowns run in order).
@@ -37,6 +38,11 @@ t.test('console and agent: enroll, roll out, install, report', async (t) => {
   await console.fleet.bootstrapOwner({ id: OWNER, sshKey: sshKey() })
   await console.fleet.createTenant(OWNER, { parent: '', name: 'msp-1', kind: 'msp' })
   await console.fleet.createTenant(OWNER, { parent: 'msp-1', name: 'acme', kind: 'customer' })
+  return { testnet, dir, org, console, swarm, api }
+}
+
+t.test('console and agent: enroll, roll out, install, report', async (t) => {
+  const { testnet, dir, org, console, swarm, api } = await consoleOnSwarm(t)
   await console.fleet.createTenant(OWNER, { parent: 'msp-1/acme', name: 'office', kind: 'group' })
   const { token } = await api.endpoints.createToken(OWNER, { scope: 'msp-1/acme/office', expiresAt: new Date(Date.now() + 3600_000), maxUses: 1, autoApprove: true })
 
@@ -80,4 +86,22 @@ t.test('console and agent: enroll, roll out, install, report', async (t) => {
   t.equal(status.database, 'in-use')
   t.equal(status.live?.running, true)
   t.equal(status.live?.window, null, 'no windows set: installs may run any time')
+})
+
+// Reports go out when they are stored, not at the next check-in (by default up to 15 minutes
+// away): an agent on the default schedule that starts, connects and then stores its inventory
+// has the console hold both events within seconds, with nothing left in its outbox.
+t.test('an agent on the default check-in schedule reports its start and its inventory at once', async (t) => {
+  const { testnet, dir, console, api } = await consoleOnSwarm(t)
+  const { token } = await api.endpoints.createToken(OWNER, { scope: 'msp-1/acme', expiresAt: new Date(Date.now() + 3600_000), maxUses: 1, autoApprove: true })
+  const agentDir = path.join(dir, 'agent')
+  await enrollAgent({ dir: agentDir, token, bootstrap: testnet.bootstrap, host: '127.0.0.1', hostname: 'pc-1', timeoutMs: 10_000 })
+  // No checkInMs: the configured cron (every 15 minutes, with jitter) is the only check-in.
+  const agent = await Agent.open(agentDir, { inventory: true })
+  t.teardown(() => agent.close())
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
+  await agent.start()
+  await until('the console to hold started and inventory', async () => (await console.ingestor.endpointState(agent.keyid)).last >= 2, 20_000)
+  await until('the outbox to drain', async () => (await agent.outbox.stats()).pending === 0, 20_000)
+  t.pass('both events arrived and were acknowledged without a check-in')
 })
