@@ -90,8 +90,9 @@ const stepPid = async (pkg: Pkg, step: string) => Number((await fs.readFile(ctrl
  * marker without it, and nothing for the restart to end). Only then does a kill test the restart.
  */
 async function inStepNoted (agent: AgentProcess, pkg: Pkg, step: string): Promise<void> {
-  await inStep(agent, pkg, step)
-  const pgid = await stepPid(pkg, step)
+  // The pid file exists a moment before the script's pid is in it (the shell creates it, then writes).
+  let pgid = 0
+  await agent.until(`${pkg.name}'s ${step} script to wait on its hold`, async () => (pgid = await stepPid(pkg, step)) > 0)
   await agent.waitFor(`${pkg.name} 1.0.0: its ${step} step runs as process group ${pgid}, noted in its crash marker`)
 }
 
