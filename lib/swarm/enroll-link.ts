@@ -115,13 +115,27 @@ export class EnrollmentListener {
 export async function enrollmentRequest (opts: LinkOptions & { consoleKey: string, keyPair: KeyPair, request: unknown, timeoutMs?: number }): Promise<unknown> {
   const dht = newDht(opts)
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const deadline = Date.now() + timeoutMs
   try {
-    const conn = dht.connect(publicKeyFromId(opts.consoleKey), { keyPair: { publicKey: Buffer.from(opts.keyPair.publicKey), secretKey: Buffer.from(opts.keyPair.secretKey) } })
-    conn.on('error', () => {})
-    const answer = readFrame(conn, timeoutMs)
-    conn.write(JSON.stringify(opts.request) + '\n')
-    const value = await answer as { ok?: unknown, result?: unknown, code?: unknown, message?: unknown }
-    conn.destroy()
+    let value: { ok?: unknown, result?: unknown, code?: unknown, message?: unknown }
+    // A console that has just started may not be found on the DHT yet: nothing reached it, so
+    // asking again (after 0.5 s, 1 s, 2 s …) until the time is up is safe.
+    for (let wait = 500; ; wait = Math.min(wait * 2, 4000)) {
+      const conn = dht.connect(publicKeyFromId(opts.consoleKey), { keyPair: { publicKey: Buffer.from(opts.keyPair.publicKey), secretKey: Buffer.from(opts.keyPair.secretKey) } })
+      conn.on('error', () => {})
+      const answer = readFrame(conn, Math.max(1000, deadline - Date.now()))
+      conn.write(JSON.stringify(opts.request) + '\n')
+      try {
+        value = await answer as typeof value
+        conn.destroy()
+        break
+      } catch (err) {
+        conn.destroy()
+        const notFound = (err as PatchswarmError).cause && ((err as PatchswarmError).cause as { code?: string }).code === 'PEER_NOT_FOUND'
+        if (!notFound || Date.now() + wait >= deadline) throw err
+        await new Promise((resolve) => setTimeout(resolve, wait))
+      }
+    }
     if (value?.ok === true) return value.result
     throw new PatchswarmError(typeof value?.code === 'string' ? value.code : 'PROTOCOL_ERROR', typeof value?.message === 'string' ? value.message : 'the console refused the enrollment')
   } finally {
