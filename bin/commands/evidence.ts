@@ -3,7 +3,7 @@
 import type { Command } from 'commander'
 import fs from 'node:fs/promises'
 import { PatchswarmError } from '../../lib/errors.js'
-import { type EvidenceResult, MAX_EVIDENCE_BYTES, verifyEvidence } from '../../lib/report/evidence.js'
+import { type EvidenceResult, MAX_EVIDENCE_BYTES, SEAL_MISMATCH, verifyEvidence } from '../../lib/report/evidence.js'
 import type { CliContext } from '../cli.js'
 import { readEnvelopeFile, aboutFile } from './documents.js'
 
@@ -42,11 +42,19 @@ async function readBundle (file: string): Promise<Buffer> {
   }
 }
 
+/** Who sealed the bundle, or plainly that nobody the root trusts did. */
+function sealed (r: EvidenceResult): string {
+  if (r.sealedBy.length === 0) return 'NOT sealed by the console role: the export time, filter and lists are nobody\'s word (see problems)'
+  const keys = `by console key${r.sealedBy.length > 1 ? 's' : ''} ${r.sealedBy.map((k) => k.slice(0, 12) + '…').join(', ')}`
+  return r.problems.some((p) => p.startsWith(SEAL_MISMATCH)) ? `${keys}, but the bundle was changed after export (see problems)` : keys
+}
+
 function summary (file: string, r: EvidenceResult, rootFile: string | undefined): string {
   const lines = [
     `${file}: evidence of ${r.org} ${r.ok ? 'VERIFIED' : `does NOT verify (${r.problems.length} problem(s))`}`,
     `  root       v${r.root.version} ${r.root.hash.slice(0, 16)}… ${r.root.pinned ? `pinned from ${rootFile}` : 'the bundle\'s own: NOT independently pinned (pass --root <file>)'}`,
     `  export     ${r.complete ? 'complete: every event of these endpoints from seq 1' : `FILTERED: ${r.filter}`}${r.generatedAt ? `, generated ${r.generatedAt}` : ''}`,
+    `  sealed     ${sealed(r)}`,
     `  endpoints  ${r.endpoints}, ${r.certificates} enrollment certificate(s)`,
     `  events     ${r.events}${r.from ? `, ${r.from} → ${r.to}` : ''}`
   ]

@@ -674,7 +674,8 @@ export class ReportsApi {
         certificates: endpoints.flatMap((e) => e.certificate ? [e.certificate] : []),
         events,
         filter: path === '' ? null : `endpoints under ${path}`,
-        generatedAt: this.#c.clock()
+        generatedAt: this.#c.clock(),
+        sealer: this.#c.signer
       })
     })
   }

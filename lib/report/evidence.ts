@@ -1,6 +1,7 @@
 // Evidence bundles: the endpoint-signed events themselves, with what an auditor needs to check them
 // offline and without trusting the console that exported them — the organisation's root, and the
-// console-signed enrollment certificates that bind each endpoint key to its tenant.
+// console-signed enrollment certificates that bind each endpoint key to its tenant — sealed by the
+// exporting console.
 //
 // Format 'patchswarm-evidence/1': one JSON object, written with one envelope per line so that a
 // damaged line points at one event, and each such line is byte for byte the envelope's canonical
@@ -8,13 +9,21 @@
 //   {
 //   "format": "patchswarm-evidence/1",
 //   "org": the organisation,
-//   "generatedAt": console time of the export (informational: nobody signs the bundle itself),
+//   "generatedAt": console time of the export (sealed),
 //   "filter": null when the bundle holds every event of its endpoints from seq 1 on; otherwise a
-//             description of the selection (a time range, some tenants, job events only …),
+//             description of the selection (a time range, some tenants, job events only …) (sealed),
 //   "root": the root envelope (the trust anchor, unless the auditor pins one of their own),
 //   "certificates": [ enrollment certificate envelopes, by holder and version ],
-//   "events": [ event envelopes (lib/report/event.ts), by endpoint and seq ]
+//   "events": [ event envelopes (lib/report/event.ts), by endpoint and seq ],
+//   "seal": the exporting console's envelope over the bundle:
+//           { _type: 'evidence-seal', org, generatedAt, filter, root: envelopeHash(root),
+//             certificates: { count, sha256 }, events: { count, sha256 } }
+//           where each sha256 (hex) is over that list's canonical envelope lines, in bundle order,
+//           joined with '\n'
 //   }
+// Every byte is signed by someone: events by their endpoints, certificates by the console role,
+// the root by its root role, and the header (org, generatedAt, filter) and the lists as a whole
+// by the seal. The seal covers values, not layout: a re-indented bundle still verifies.
 //
 // Verification (verifyEvidence) answers with a list of problems rather than at the first one, so
 // an auditor sees everything wrong at once:
@@ -29,10 +38,19 @@
 // - gaps: agents number events 1, 2, 3 … without gaps, so in a complete bundle (filter null) a
 //   missing seq, including any before the first, is a problem — someone left an event out. A
 //   filtered bundle has gaps by design; they are listed in `gaps` and the notes and are not
-//   problems, but since the filter field is not signed, the summary always says the bundle is filtered.
+//   problems: the filter is the console's signed word, so turning a filtered bundle into a
+//   "complete" one, or the reverse, breaks the seal;
+// - the seal is signed by a threshold of the root's console role, and every field of it equals
+//   what the bundle holds (a missing, unsigned or mismatching seal is a problem, listed last).
+// What the seal proves: which console exported the bundle, when, and with what selection, and
+// that nothing was added, removed or changed since. It does not make the console trusted: a
+// console that lies can re-seal an edited bundle, or leave out an endpoint's latest events, but
+// it cannot forge an event — events are still checked against their endpoints' keys.
 import { PatchswarmError } from '../errors.js'
-import { isKeyId } from '../crypto/keys.js'
-import { type Envelope, checkEnvelope, envelopeHash, serializeEnvelope, verifyEnvelope } from '../trust/envelope.js'
+import { type Signer, isKeyId } from '../crypto/keys.js'
+import { canonicalize } from '../crypto/canonical.js'
+import { contentHashHex } from '../crypto/hash.js'
+import { type Envelope, checkEnvelope, envelopeHash, serializeEnvelope, signEnvelope, verifyEnvelope } from '../trust/envelope.js'
 import { type RootDocument, parseRoot } from '../trust/root.js'
 import { parseCertificate } from '../trust/certificate.js'
 import { verifySelfSignedRoot } from '../trust/verify.js'
@@ -40,6 +58,9 @@ import { isSafeName } from '../content/paths.js'
 import { type SignedEvent, verifyEvent } from './event.js'
 
 export const EVIDENCE_FORMAT = 'patchswarm-evidence/1'
+export const EVIDENCE_SEAL_TYPE = 'evidence-seal'
+/** How a seal that is signed but no longer matches the bundle's values is reported. */
+export const SEAL_MISMATCH = 'the console\'s seal does not match the bundle\'s'
 export const MAX_EVIDENCE_BYTES = 256 * 1024 * 1024
 export const MAX_FILTER_CHARS = 1000
 /** Problems listed in full; beyond this the list ends with a count. */
@@ -55,11 +76,32 @@ export interface BuildEvidenceInput {
   /** null (default) when `events` is every event of these endpoints from seq 1; else what was selected. */
   filter?: string | null
   generatedAt?: Date
+  /** The exporting console's key (one of the root's console role): it signs the seal. */
+  sealer: Signer
 }
 
-/** The bundle's text. Identical envelopes given twice are written once. */
-export function buildEvidence (input: BuildEvidenceInput): string {
+/** What the seal signs: the bundle's header, its root and its lists, by value. */
+export interface EvidenceSeal {
+  _type: typeof EVIDENCE_SEAL_TYPE
+  org: string
+  generatedAt: string | null
+  filter: string | null
+  /** envelopeHash of the bundle's root. */
+  root: string
+  certificates: SealedList
+  events: SealedList
+}
+
+export interface SealedList {
+  count: number
+  /** Hex SHA-256 of the list's canonical envelope lines joined with '\n'; null when one is not an envelope. */
+  sha256: string | null
+}
+
+/** The bundle's text, sealed by `sealer`. Identical envelopes given twice are written once. */
+export async function buildEvidence (input: BuildEvidenceInput): Promise<string> {
   if (!isSafeName(input.org)) throw PatchswarmError.BAD_ARGUMENT('evidence needs the organisation\'s name')
+  if (!input.sealer || !isKeyId(input.sealer.keyid)) throw PatchswarmError.BAD_ARGUMENT('evidence needs the console key that seals it')
   const filter = input.filter ?? null
   if (filter !== null && (typeof filter !== 'string' || filter.length > MAX_FILTER_CHARS)) {
     throw PatchswarmError.BAD_ARGUMENT(`filter must be a description of at most ${MAX_FILTER_CHARS} characters`)
@@ -69,16 +111,42 @@ export function buildEvidence (input: BuildEvidenceInput): string {
     cmp(String(a.signed.holder), String(b.signed.holder)) || Number(a.signed.version) - Number(b.signed.version))
   const events = unique(input.events, line, (a, b) =>
     cmp(String(a.signed.endpoint), String(b.signed.endpoint)) || Number(a.signed.seq) - Number(b.signed.seq))
+  const generatedAt = (input.generatedAt ?? new Date()).toISOString()
+  const root = checkEnvelope(input.root)
+  const seal = await signEnvelope<EvidenceSeal>({
+    _type: EVIDENCE_SEAL_TYPE,
+    org: input.org,
+    generatedAt,
+    filter,
+    root: envelopeHash(root),
+    certificates: sealedList(certificates),
+    events: sealedList(events)
+  }, [input.sealer])
   const list = (items: string[]) => items.length === 0 ? '[]' : '[\n' + items.join(',\n') + '\n]'
   return '{\n' + [
     `"format": ${JSON.stringify(EVIDENCE_FORMAT)}`,
     `"org": ${JSON.stringify(input.org)}`,
-    `"generatedAt": ${JSON.stringify((input.generatedAt ?? new Date()).toISOString())}`,
+    `"generatedAt": ${JSON.stringify(generatedAt)}`,
     `"filter": ${JSON.stringify(filter)}`,
-    `"root": ${line(input.root)}`,
+    `"root": ${line(root)}`,
     `"certificates": ${list(certificates)}`,
-    `"events": ${list(events)}`
+    `"events": ${list(events)}`,
+    `"seal": ${line(seal)}`
   ].join(',\n') + '\n}\n'
+}
+
+/** Count and hash of canonical envelope lines, in order; sha256 null when `lines` is null. */
+function sealedList (lines: readonly string[] | null, count = lines?.length ?? 0): SealedList {
+  return { count, sha256: lines === null ? null : contentHashHex(Buffer.from(lines.join('\n'), 'utf8')) }
+}
+
+/** The canonical lines of items read from a bundle, or null when one is not a valid envelope. */
+function canonicalLines (items: readonly unknown[]): string[] | null {
+  try {
+    return items.map((raw) => serializeEnvelope(checkEnvelope(raw)).toString('utf8'))
+  } catch {
+    return null
+  }
 }
 
 export interface EvidenceGap {
@@ -115,6 +183,12 @@ export interface EvidenceResult {
   problems: string[]
   /** Facts worth knowing that are not problems (a filtered bundle and its gaps, an unused bundle root). */
   notes: string[]
+  /**
+   * Keys of the anchor's console role whose seal signatures are valid (enough of them for the
+   * role's threshold, on a seal of the right type); empty when the bundle is not sealed. Whether
+   * the seal still matches the bundle is a problem, not this.
+   */
+  sealedBy: string[]
 }
 
 export interface VerifyEvidenceOptions {
@@ -242,6 +316,9 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
     notes.push(`filtered bundle (${bundle.filter}): ${gaps.length} gap(s), ${missing} event(s) not included`)
   }
 
+  // Last, so that problems[0] stays the first damaged item.
+  const sealedBy = checkSeal(bundle, envelopeHash(bundleRootEnvelope), anchor, problems)
+
   return {
     ok: problems.count === 0,
     org: bundle.org,
@@ -257,8 +334,60 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
     tenants: Object.fromEntries([...tenants].sort(([a], [b]) => cmp(a, b)).map(([k, v]) => [k, { endpoints: v.endpoints.size, events: v.events }])),
     gaps,
     problems: problems.list(),
-    notes
+    notes,
+    sealedBy
   }
+}
+
+/**
+ * The seal's problems, each naming what is wrong; answers the keys that validly signed it. The
+ * expected values are recomputed from the bundle as read, so any change to the header, the root
+ * or either list — or an item that is no longer an envelope at all — shows as a mismatch.
+ */
+function checkSeal (bundle: BundleHeader, rootHash: string, anchor: RootDocument, problems: Problems): string[] {
+  if (bundle.seal === undefined) {
+    problems.add('the bundle has no seal: nothing shows which console exported it, or that its generatedAt, filter and lists are as exported')
+    return []
+  }
+  let env: Envelope<Record<string, unknown>>
+  try {
+    env = checkEnvelope(bundle.seal)
+  } catch (err) {
+    problems.add(`the bundle's seal is not a signed envelope: ${detail(err)}`)
+    return []
+  }
+  if (env.signed._type !== EVIDENCE_SEAL_TYPE) {
+    problems.add(`the bundle's seal is a ${JSON.stringify(env.signed._type)?.slice(0, 40) ?? 'typeless'} document, not an ${EVIDENCE_SEAL_TYPE}`)
+    return []
+  }
+  const sig = verifyEnvelope(env, anchor.roles.console)
+  if (!sig.ok) problems.add(`the bundle's seal is not signed by the console role of ${anchor.org} (${sig.valid.length} of ${sig.threshold} signatures)`)
+
+  const expected: Record<string, unknown> = {
+    _type: EVIDENCE_SEAL_TYPE,
+    org: bundle.org,
+    generatedAt: bundle.generatedAt,
+    filter: bundle.filter,
+    root: rootHash,
+    certificates: sealedList(canonicalLines(bundle.certificates), bundle.certificates.length),
+    events: sealedList(canonicalLines(bundle.events), bundle.events.length)
+  }
+  const same = (a: unknown, b: unknown) => {
+    try {
+      return a !== undefined && b !== undefined && canonicalize(a) === canonicalize(b)
+    } catch {
+      return false
+    }
+  }
+  const keys = [...Object.keys(expected), ...Object.keys(env.signed).filter((k) => !Object.hasOwn(expected, k)).sort()]
+  const differ = keys.filter((k) => !same(expected[k], env.signed[k]))
+  if (differ.length > 0) {
+    const fields = differ.map((k) => Object.hasOwn(expected, k) ? k : `${JSON.stringify(k).slice(0, 40)} (not a seal field)`).join(', ')
+    problems.add(sig.ok
+      ? `${SEAL_MISMATCH} ${fields}: it was changed after export`
+      : `the bundle's seal (not the console's, see above) does not match the bundle's ${fields} either`)
+  }
+  return sig.ok ? sig.valid : []
 }
 
 interface BundleHeader {
@@ -268,6 +397,8 @@ interface BundleHeader {
   root: unknown
   certificates: unknown[]
   events: unknown[]
+  /** undefined when the bundle has none. */
+  seal: unknown
 }
 
 function readHeader (value: unknown): BundleHeader {
@@ -279,7 +410,7 @@ function readHeader (value: unknown): BundleHeader {
   if (v.generatedAt !== undefined && typeof v.generatedAt !== 'string') throw PatchswarmError.BAD_EVIDENCE('bundle.generatedAt is not a time')
   if (!Array.isArray(v.certificates)) throw PatchswarmError.BAD_EVIDENCE('bundle.certificates is not a list')
   if (!Array.isArray(v.events)) throw PatchswarmError.BAD_EVIDENCE('bundle.events is not a list')
-  return { org: v.org, filter: v.filter, generatedAt: (v.generatedAt as string | undefined) ?? null, root: v.root, certificates: v.certificates, events: v.events }
+  return { org: v.org, filter: v.filter, generatedAt: (v.generatedAt as string | undefined) ?? null, root: v.root, certificates: v.certificates, events: v.events, seal: v.seal }
 }
 
 /** What a possibly damaged event claims, read defensively. */
@@ -309,7 +440,7 @@ function who (raw: unknown, field: 'endpoint' | 'holder'): string {
 /**
  * Where the JSON is broken. Bundles are written one envelope per line, so the first line of the
  * certificates or events that does not parse on its own is the damaged item; its keys and seq are
- * read from the text around the damage.
+ * read from the text around the damage. The root and the seal have a line each, named as such.
  */
 function diagnoseJson (text: string, error: string): string {
   const lines = text.split('\n')
@@ -318,8 +449,9 @@ function diagnoseJson (text: string, error: string): string {
   let previous: { endpoint?: unknown, seq?: unknown } | undefined
   for (let n = 0; n < lines.length; n++) {
     const line = lines[n]!.trim()
-    if (section === null && line.startsWith('"root":') && parsed(line.slice(7).replace(/,$/, '')) === undefined) {
-      return `bundle is not valid JSON: its root (line ${n + 1}) is damaged`
+    const own = section === null ? /^"(root|seal)":/.exec(line) : null
+    if (own && parsed(line.slice(own[0].length).replace(/,$/, '')) === undefined) {
+      return `bundle is not valid JSON: its ${own[1]} (line ${n + 1}) is damaged`
     }
     const header = /^"(certificates|events)"\s*:\s*\[$/.exec(line)
     if (header) { section = header[1] as 'certificates' | 'events'; index = 0; continue }

@@ -10,7 +10,7 @@ import { cli, spawnCli } from './helpers.js'
 async function setup (t: Test) {
   const f = await evidenceFleet()
   const other = await evidenceFleet(2)
-  const text = f.bundle()
+  const text = await f.bundle()
   const target = f.events.find((e) => e.signed.endpoint === f.endpoints[1]!.signer.keyid && e.signed.seq === 3)!
   const line = serializeEnvelope(target).toString()
   // One flipped bit in the event's time: '…T04:00…' becomes '…T05:00…'.
@@ -35,6 +35,7 @@ t.test('a good bundle verifies with a one-screen summary', async (t) => {
   t.match(r.stdout, /^bundle\.json: evidence of acme VERIFIED\n/)
   t.match(r.stdout, 'NOT independently pinned (pass --root <file>)')
   t.match(r.stdout, 'complete: every event of these endpoints from seq 1')
+  t.match(r.stdout, /\n  sealed +by console key [0-9a-f]{12}…\n/)
   t.match(r.stdout, /endpoints +3, 3 enrollment certificate\(s\)/)
   t.match(r.stdout, /events +12, 2025-03-01T01:00:00\.000Z → 2025-03-01T06:00:00\.000Z/)
   t.match(r.stdout, 'msp-1/acme/sales: 2 endpoint(s), 8 event(s)')
@@ -59,6 +60,7 @@ t.test('one flipped byte fails with BAD_EVIDENCE naming the endpoint and seq', a
   t.match(r.stderr, 'the signature does not match: the event was altered or not signed by that endpoint')
   t.equal(r.stderr.trimEnd().split('\n').length, 1, 'one line, no stack trace')
   t.match(r.stdout, 'does NOT verify')
+  t.match(r.stdout, /sealed +by console key [0-9a-f]{12}…, but the bundle was changed after export/)
 
   const broken = await cli(dir, ['verify-evidence', 'broken.json'])
   t.equal(broken.code, 1)
