@@ -698,14 +698,17 @@ export class ReportsApi {
       () => this.#c.ingest(events as never, { tenantScope: path }))
   }
 
-  /** KPIs of `path`, again whenever the views change (at most every `ms`, default 500). */
-  kpis$ (actor: string, path: string, ms = 500): Observable<Kpis> {
-    return defer(() => from(this.#read(actor, 'report.kpis-watch', path, async () => true))).pipe(
-      switchMap(() => this.#c.views.state$.pipe(startWith(null), throttleTime(ms, asyncScheduler, { leading: true, trailing: true }))),
-      switchMap(() => from(this.#input(path).then(computeKpis))),
-      distinctUntilChanged((a, b) => JSON.stringify(a) === JSON.stringify(b)),
-      map((k) => k)
-    )
+  /**
+   * KPIs of `path`, again whenever the views change (at most every `ms`, default 500) and every
+   * few seconds (endpoints approved or removed, SLAs running out). A revoked right ends it.
+   */
+  kpis$ (actor: string, path: string, ms?: number): Observable<Kpis> {
+    const every = liveMs(ms, 500)
+    return live(this.#c.fleet.gate, actor, 'report.kpis-watch', path, () => [assertTenantPath(path)], onAll('report.read'), (current) =>
+      refreshOn(viewTicks(this.#c, every, 5000), async () => {
+        await current()
+        return computeKpis(await this.#input(path))
+      }).pipe(distinctUntilChanged(sameJson)))
   }
 
   /**
@@ -881,7 +884,9 @@ async function eventLine (e: ReportEntry, path: string, targetOf: (rollout: stri
     }
     default: {
       if (!isWithinTenant(f.tenant, path)) return null
-      return { ...base, tenant: f.tenant, endpoint: f.keyid, kind: f.type, level: f.type === 'endpoint.removed' ? 'warn' : 'info', text: f.type === 'endpoint.removed' ? 'endpoint removed' : 'endpoint approved' }
+      const what = f.type === 'endpoint.quarantined' ? 'enrolled, waits in quarantine for approval' : f.type.slice('endpoint.'.length)
+      const level = f.type === 'endpoint.approved' ? 'info' : 'warn'
+      return { ...base, tenant: f.tenant, endpoint: f.keyid, kind: f.type, level, text: `endpoint ${f.hostname ? `${f.hostname} ` : ''}${what}` }
     }
   }
 }

@@ -23,9 +23,9 @@ import { TrustedState, type VerifiedRelease } from '../trust/trusted-state.js'
 import type { DirectiveDocument } from '../trust/directive.js'
 import type { RootDocument } from '../trust/root.js'
 import { Fleet } from '../fleet/fleet.js'
-import { EndpointStore } from '../fleet/endpoints.js'
+import { EndpointStore, type EndpointChange } from '../fleet/endpoints.js'
 import { Enrollment } from '../fleet/enrollment.js'
-import { systemClock, type FleetClock } from '../fleet/common.js'
+import { systemClock, type FleetClock, type FleetOp } from '../fleet/common.js'
 import { PolicyStore } from '../policy/store.js'
 import { slaDeadline } from '../policy/policy.js'
 import { RolloutStore, type RolloutHistoryEntry } from '../rollout/store.js'
@@ -56,6 +56,8 @@ export interface ConsoleOptions {
   clock?: FleetClock
   /** How often running rollouts are evaluated, ms (also after every ingest). Default 5000; 0: never by timer. */
   tickMs?: number
+  /** How often (console time, ms) a tick looks for patches past their SLA. Default 60 000. */
+  slaCheckMs?: number
   webhooks?: Omit<OutboxOptions, 'store' | 'clock'>
 }
 
@@ -66,6 +68,7 @@ function stableId (...parts: Array<string | number>): string {
 
 const PROJECTION = 'projection!'
 const NOTIFIER = 'notifier'
+const FACTS_PER_DRAIN = 1000
 
 export class Console {
   readonly db: Database
@@ -88,7 +91,13 @@ export class Console {
   readonly outbox: Outbox
   readonly #state: Sublevel
   readonly #approvals: Sublevel
+  /** Endpoint facts written with the enrollment change, waiting to be appended to the log. */
+  readonly #endpointFacts: Sublevel
+  #endpointFactNo = 0
+  #endpointFactsQueued = false
   readonly #tickMs: number
+  readonly #slaCheckMs: number
+  #slaCheckedAt = -Infinity
   #timer: NodeJS.Timeout | null = null
   #ticking: Promise<void> = Promise.resolve()
   #opening: Promise<void> | undefined
@@ -104,7 +113,7 @@ export class Console {
     this.enrollKeyPair = generateKeyPair(createHash('sha256').update('patchswarm/enroll-link/v1\0').update(opts.consoleKey.secretKey.subarray(0, 32)).digest())
     this.fleet = new Fleet(db, { clock })
     this.trust = new TrustedState({ db: sublevel(db, 'console-trust'), clock: { now: clock } })
-    this.endpoints = new EndpointStore(db, { tree: this.fleet.tenants, clock })
+    this.endpoints = new EndpointStore(db, { tree: this.fleet.tenants, clock, changeOps: (c) => this.#endpointFactOps(c), changed: () => this.#endpointChanged() })
     this.enrollment = new Enrollment(db, {
       org: root.org,
       tree: this.fleet.tenants,
@@ -124,7 +133,9 @@ export class Console {
     this.outbox = new Outbox({ ...opts.webhooks, store: this.webhooks })
     this.#state = sublevel(db, 'console-state')
     this.#approvals = sublevel(db, 'console-approvals')
+    this.#endpointFacts = sublevel(db, 'console-endpoint-facts')
     this.#tickMs = opts.tickMs ?? 5000
+    this.#slaCheckMs = opts.slaCheckMs ?? 60_000
   }
 
   /** Opens (creating if need be) the console in `dataDir`; IN_USE if another console has it. */
@@ -159,6 +170,7 @@ export class Console {
       }
       // Repair what a crash between a rollout change and its projection left behind.
       for (const r of await this.rollouts.list()) await this.#project(r.id)
+      await this.#appendEndpointFacts()
       await this.#syncDirective()
       await this.#notify()
       await this.outbox.ready()
@@ -246,8 +258,14 @@ export class Console {
           errors.push(err)
         }
       }
+      await this.#appendEndpointFacts()
       await this.#syncDirective()
       await this.#notify()
+      const now = this.clock().getTime()
+      if (now - this.#slaCheckedAt >= this.#slaCheckMs) {
+        this.#slaCheckedAt = now
+        await this.checkSlas()
+      }
       if (errors.length > 0) throw errors[0]
     })
   }
@@ -292,6 +310,39 @@ export class Console {
   onDirective (listener: (d: Envelope<DirectiveDocument>) => void): () => void {
     this.#directiveListeners.add(listener)
     return () => this.#directiveListeners.delete(listener)
+  }
+
+  // ---- endpoint facts: enrollment changes → report log --------------------------------------
+
+  /**
+   * Written in the batch of the enrollment change itself, so no change is lost to a crash; moved
+   * to the report log soon after (and at the next start). The key keeps the order of changes.
+   */
+  #endpointFactOps (c: EndpointChange): FleetOp[] {
+    const type = ({ quarantine: 'endpoint.quarantined', approved: 'endpoint.approved', rejected: 'endpoint.rejected', removed: 'endpoint.removed' } as const)[c.status]
+    const key = `${c.at}!${String(this.#endpointFactNo++).padStart(12, '0')}`
+    return [{ type: 'put', sublevel: this.#endpointFacts, key, value: { type, keyid: c.keyid, tenant: c.tenant, hostname: c.hostname } }]
+  }
+
+  /** After an enrollment change: append its fact (and notify) soon; many changes, one pass. */
+  #endpointChanged (): void {
+    if (this.#endpointFactsQueued) return
+    this.#endpointFactsQueued = true
+    setImmediate(() => {
+      this.#endpointFactsQueued = false
+      this.#serialised(async () => { await this.#appendEndpointFacts(); await this.#notify() }).catch((err) => this.#warn(err))
+    })
+  }
+
+  async #appendEndpointFacts (): Promise<void> {
+    for (;;) {
+      const pending = await this.#endpointFacts.iterator({ limit: FACTS_PER_DRAIN }).all() as Array<[string, unknown]>
+      if (pending.length === 0) return
+      await appendFacts(this.log, pending.map(([, fact]) => fact), {
+        extra: () => pending.map(([key]) => ({ type: 'del', sublevel: this.#endpointFacts, key }) as never)
+      })
+      if (pending.length < FACTS_PER_DRAIN) return
+    }
   }
 
   // ---- projection: rollout history → report facts ------------------------------------------
@@ -394,6 +445,9 @@ export class Console {
   async #webhookFactsOf (e: ReportEntry): Promise<WebhookFact[]> {
     if (e.source === 'console') {
       const f = e.fact
+      if (f.type === 'endpoint.quarantined') {
+        return [{ type: f.type, tenant: f.tenant, at: e.at, id: `log-${e.seq}`, data: { endpoint: f.keyid, ...(f.hostname ? { hostname: f.hostname } : {}) } }]
+      }
       if (f.type !== 'rollout.changed' || !['halted', 'completed', 'rolled-back', 'aborted'].includes(f.state)) return []
       const rollout = await this.rollouts.find(f.rollout)
       return [{

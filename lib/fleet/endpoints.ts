@@ -134,18 +134,46 @@ function assertCertificateFor (keyid: string, certificate: unknown): Envelope<Ce
   return certificate as Envelope<CertificateDocument>
 }
 
+/** A record's status as it changed: what a change hook is told. */
+export interface EndpointChange {
+  keyid: string
+  /** The tenant (customer or group path) of the endpoint at the change. */
+  tenant: string
+  hostname: string
+  site: string | null
+  status: EndpointStatus
+  at: string
+}
+
+export interface EndpointStoreOptions {
+  tree: TenantTree
+  clock?: FleetClock
+  sublevelName?: string
+  /**
+   * Operations to write in the same batch as every status change (enrolled into quarantine or
+   * approved, approved, rejected, removed): the console keeps its report log in step this way.
+   */
+  changeOps?: (change: EndpointChange) => FleetOp[]
+  /** Told after such a change was committed. */
+  changed?: (change: EndpointChange) => void
+}
+
 export class EndpointStore {
   readonly db: Database
   readonly tree: TenantTree
   private readonly store: Sublevel
   private readonly clock: FleetClock
   private readonly lock = new Mutex()
+  private readonly changeOps: (change: EndpointChange) => FleetOp[]
+  private readonly changed: (change: EndpointChange) => void
 
-  constructor (db: Database, opts: { tree: TenantTree, clock?: FleetClock, sublevelName?: string }) {
+  constructor (db: Database, opts: EndpointStoreOptions) {
     this.db = db
     this.tree = opts.tree
     this.store = sublevel(db, opts.sublevelName ?? 'fleet-endpoints')
     this.clock = opts.clock ?? systemClock
+    this.changeOps = opts.changeOps ?? (() => [])
+    this.changed = opts.changed ?? (() => {})
   }
 
   // ---- reads -------------------------------------------------------------------------------
@@ -249,11 +277,13 @@ export class EndpointStore {
         history: [{ at, op: 'enroll', status }]
       }
       const uids = [...earlier, uid]
-      const extra = (): FleetOp[] => [this.put(recordKey(uid), stored), this.put(keyidKey(keyid), uids), ...(wopts.extra?.() ?? [])]
+      const change = { keyid, tenant: parent, hostname, site, status, at }
+      const extra = (): FleetOp[] => [this.put(recordKey(uid), stored), this.put(keyidKey(keyid), uids), ...this.changeOps(change), ...(wopts.extra?.() ?? [])]
       // The tree refuses a taken name before it calls `extra`, so trying the next one is safe.
       for (const name of nodeNames(hostname, keyid)) {
         try {
           const node = await this.tree.create({ parent, name, kind: 'endpoint', displayName: hostname.slice(0, MAX_DISPLAY_NAME) }, { uid, extra })
+          this.changed(change)
           return withPath(stored, node.path)
         } catch (err) {
           if (!isPatchswarmError(err, 'ALREADY_EXISTS')) throw err
@@ -284,13 +314,15 @@ export class EndpointStore {
         updatedAt: at,
         history: [...record.history, { at, op, status: to }]
       }
-      const ops = [this.put(recordKey(record.uid), stored(next))]
+      const change = { keyid, tenant: record.tenant, hostname: record.hostname, site: record.site, status: to, at }
+      const ops = [this.put(recordKey(record.uid), stored(next)), ...this.changeOps(change)]
       const node = await this.tree.getByUid(record.uid)
       if ((to === 'rejected' || to === 'removed') && node) {
         await this.tree.remove(node.path, { extra: () => [...ops, ...(opts.extra?.() ?? [])] })
       } else {
         await commit(this.db, ops, opts.extra) // approving, or its node went with a removed ancestor
       }
+      this.changed(change)
       return next
     })
   }

@@ -1,8 +1,8 @@
 // Console facts: what the console states about its own decisions, logged next to the agents'
 // signed events so the views can be rebuilt from the log alone. The console appends one when a
 // rollout phase assigns a release (that moment is the patch's availableAt, from which the SLA
-// runs), when it orders a rollback, when a rollout changes state, and when an endpoint is approved
-// or removed. Facts are validated before they are appended: a view must never meet a bad one.
+// runs), when it orders a rollback, when a rollout changes state, and when an endpoint's
+// enrollment changes (waits in quarantine, approved, rejected, removed). Facts are validated before they are appended: a view must never meet a bad one.
 import { z } from 'zod'
 import { PatchswarmError } from '../errors.js'
 import { RISKS, packageVersionSchema } from '../trust/release.js'
@@ -51,10 +51,11 @@ const rolloutChanged = z.strictObject({
   reason: z.string().max(1000).optional()
 })
 
-const endpointApproved = z.strictObject({ type: z.literal('endpoint.approved'), keyid, tenant: tenantPath })
-const endpointRemoved = z.strictObject({ type: z.literal('endpoint.removed'), keyid, tenant: tenantPath })
+/** An endpoint's enrollment changed; the host name is the one it enrolled with (for people). */
+const endpointFact = <T extends string>(type: T) => z.strictObject({ type: z.literal(type), keyid, tenant: tenantPath, hostname: z.string().min(1).max(253).optional() })
+export const ENDPOINT_FACT_TYPES = ['endpoint.quarantined', 'endpoint.approved', 'endpoint.rejected', 'endpoint.removed'] as const
 
-export const consoleFactSchema = z.discriminatedUnion('type', [patchAssigned, patchRollback, rolloutChanged, endpointApproved, endpointRemoved])
+export const consoleFactSchema = z.discriminatedUnion('type', [patchAssigned, patchRollback, rolloutChanged, ...ENDPOINT_FACT_TYPES.map(endpointFact)])
 
 export type ConsoleFact = z.output<typeof consoleFactSchema>
 export type PatchAssigned = z.output<typeof patchAssigned>

@@ -640,15 +640,19 @@ t.test('a live subscription ends with FORBIDDEN once its admin loses the right',
   await w.api.fleet.createAdmin(OWNER, { id: 'vic', sshKey: sshKey(), bindings: [{ role: 'viewer', scope: A }] })
   const errors: string[] = []
   let messages = 0
-  const sub = w.api.reports.tree$('vic', A, 10).subscribe({ next: () => { messages++ }, error: (e: { code?: string }) => { errors.push(String(e.code)) } })
-  t.teardown(() => sub.unsubscribe())
-  await until(() => messages > 0)
+  const watch = { tree: w.api.reports.tree$('vic', A, 10), kpis: w.api.reports.kpis$('vic', A, 10) }
+  for (const [name, live] of Object.entries(watch)) {
+    const sub = (live as typeof watch.tree).subscribe({ next: () => { messages++ }, error: (e: { code?: string }) => { errors.push(`${name}: ${String(e.code)}`) } })
+    t.teardown(() => sub.unsubscribe())
+  }
+  await until(() => messages >= 2)
   await w.api.fleet.revokeRole(OWNER, 'vic', { role: 'viewer', scope: A })
   const seq = await lastAuditSeq(w.console)
   // The next refresh after the recheck interval finds the right gone.
   await new Promise((resolve) => setTimeout(resolve, 1100))
   await w.console.ingest([await w.endpoints.get(`${A}/pilot`)![0]!.transfer('00'.repeat(32), { origin: 1, site: 0, peer: 0, local: 0 }, w.clock.now())])
-  await until(() => errors.length > 0)
-  t.same(errors, ['FORBIDDEN'])
-  t.match(await w.console.fleet.audit.list({ from: seq + 1 }), [{ admin: 'vic', action: 'report.tree-watch', result: 'FORBIDDEN' }], 'and the refusal is audited')
+  await until(() => errors.length >= 2)
+  t.same(errors.sort(), ['kpis: FORBIDDEN', 'tree: FORBIDDEN'], 'each live method ends')
+  const refusals = (await w.console.fleet.audit.list({ from: seq + 1 })).map((e) => [e.admin, e.action, e.result])
+  t.same(refusals.sort(), [['vic', 'report.kpis-watch', 'FORBIDDEN'], ['vic', 'report.tree-watch', 'FORBIDDEN']], 'and each refusal is audited')
 })

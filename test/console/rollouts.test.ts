@@ -6,7 +6,9 @@ import t, { type Test } from 'tap'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { OWNER, ORG, type SimEndpoint } from '../../fixtures/console-org.js'
+import { OWNER, ORG, SimEndpoint } from '../../fixtures/console-org.js'
+import { newEnrollmentRequest } from '../../lib/fleet/enrollment.js'
+import { firstValueFrom } from 'rxjs'
 import type { Envelope } from '../../lib/trust/envelope.js'
 import type { DirectiveDocument } from '../../lib/trust/directive.js'
 import type { ReleaseDocument } from '../../lib/trust/release.js'
@@ -476,4 +478,88 @@ t.test('a change committed but never projected is projected, notified and issued
     { paused: 1, running: 3, 'rolled-back': 1 }, 'each change projected once (running: pilot started, resumed, broad started)')
   await sleep(300)
   t.same(received.map((r) => [r.json.type, r.verified]), [['rollout.rolled-back', true]], 'the rollback notified exactly once')
+})
+
+// ---- enrollment changes and SLAs: facts in the log, webhooks from the console itself -----------
+
+t.test('enrollment changes are logged as facts; an endpoint waiting in quarantine fires endpoint.quarantined', async (t) => {
+  const w = await world(t, { perGroup: 1 })
+  const { url, received } = await receiver(t, w.clock)
+  await w.api.webhooks.create('alice', { id: 'waiting', url: `${url}/waiting`, secret: SECRET, events: ['endpoint.quarantined'], tenant: A })
+  await w.api.webhooks.create('bob', { id: 'b-all', url: `${url}/b`, secret: SECRET, events: ['*'], tenant: B })
+  const { token } = await w.api.endpoints.createToken('alice', { scope: OFFICE_A, expiresAt: new Date(w.clock.t + 86400_000), maxUses: 3, autoApprove: false })
+  const eps = [new SimEndpoint('kiosk-1'), new SimEndpoint('kiosk-2'), new SimEndpoint('kiosk-3')]
+  for (const ep of eps) await ep.enroll(w.console, token, w.clock.now())
+  await w.api.endpoints.approve('alice', eps[0]!.keyid)
+  await w.api.endpoints.reject('alice', eps[1]!.keyid)
+  await w.api.endpoints.remove('alice', eps[0]!.keyid)
+
+  const about = new Set(eps.map((e) => e.keyid))
+  const facts = async () => (await consoleFacts(w)).flatMap((f) => f.type.startsWith('endpoint.') && about.has((f as { keyid: string }).keyid) ? [f] : [])
+  await waitFor('six endpoint facts', async () => (await facts()).length === 6)
+  const name = new Map(eps.map((e) => [e.keyid, e.hostname]))
+  t.same((await facts()).map((f) => [f.type, name.get((f as { keyid: string }).keyid), (f as { tenant: string }).tenant]), [
+    ['endpoint.quarantined', 'kiosk-1', OFFICE_A],
+    ['endpoint.quarantined', 'kiosk-2', OFFICE_A],
+    ['endpoint.quarantined', 'kiosk-3', OFFICE_A],
+    ['endpoint.approved', 'kiosk-1', OFFICE_A],
+    ['endpoint.rejected', 'kiosk-2', OFFICE_A],
+    ['endpoint.removed', 'kiosk-1', OFFICE_A]
+  ], 'every change, in order, as the console appended it')
+
+  await waitFor('three quarantine deliveries', async () => (await w.console.outbox.delivered({ webhook: 'waiting' })).length >= 3)
+  const waiting = received.filter((r) => r.path === '/waiting')
+  t.ok(waiting.every((r) => r.verified && r.json.type === 'endpoint.quarantined' && r.json.tenant === OFFICE_A), 'signed, for the group they wait in')
+  t.same(waiting.map((r) => r.json.data.hostname).sort(), ['kiosk-1', 'kiosk-2', 'kiosk-3'], 'one per endpoint, with its host name')
+  t.equal(received.filter((r) => r.path === '/b').length, 0, "B's webhook hears nothing of A's enrollments")
+
+  const feed = await firstValueFrom(w.api.reports.events$('alice', A, { last: 50 }))
+  const lines = feed.filter((l) => l.endpoint !== undefined && about.has(l.endpoint)).map((l) => l.text)
+  t.ok(lines.includes('endpoint kiosk-3 enrolled, waits in quarantine for approval') && lines.includes('endpoint kiosk-2 rejected') && lines.includes('endpoint kiosk-1 removed'), 'the activity feed tells them')
+  const bFeed = await firstValueFrom(w.api.reports.events$('bob', B, { last: 50 }))
+  t.notOk(bFeed.some((l) => l.endpoint !== undefined && about.has(l.endpoint)), "B's admin does not see them")
+})
+
+t.test('a change committed while the console closes is appended at the next start', async (t) => {
+  const w = await world(t, { perGroup: 1 })
+  const { token } = await w.api.endpoints.createToken('alice', { scope: OFFICE_A, expiresAt: new Date(w.clock.t + 86400_000), maxUses: 1, autoApprove: false })
+  const ep = new SimEndpoint('late-1')
+  const request = await newEnrollmentRequest({ token, signer: ep.signer, hostname: ep.hostname, platform: 'linux-x64', at: w.clock.now() })
+  // close() begins before the change is appended (that waits for the next turn of the loop).
+  const enrolled = w.console.enrollment.enroll(request)
+  await enrolled
+  await w.console.close()
+  const { dataDir, org, clock, endpoints } = w
+  const w2 = await world(t, { dataDir, org, clock, endpoints })
+  const facts = (await consoleFacts(w2)).filter((f) => f.type === 'endpoint.quarantined' && f.keyid === ep.keyid)
+  t.equal(facts.length, 1, 'the quarantine is in the log, once')
+})
+
+t.test('a patch past its SLA fires sla.breached from the console\'s own tick, once', async (t) => {
+  const w = await world(t, { perGroup: 3 })
+  const { url, received } = await receiver(t, w.clock)
+  await w.api.webhooks.create('alice', { id: 'sla', url: `${url}/sla`, secret: SECRET, events: ['sla.breached'], tenant: A })
+  const release = await w.org.release('openssl', '3.0.14', { risk: 'critical' })
+  const { hash } = await w.api.releases.add(OWNER, release)
+  await w.api.releases.approve(OWNER, hash, A)
+  await w.api.rollouts.create('alice', { id: 'crit-1', release: hash, target: { tenant: A }, phases: [{ name: 'all', successThreshold: 1, errorThreshold: 1, minSoakMinutes: 0 }] })
+  const fleet = [...group(w, PILOT), ...group(w, OFFICE_A)]
+  await report(t, w, fleet.slice(0, 4), release, 'crit-1', 'installed')
+
+  w.clock.advance(71 * 60 * MIN)
+  await w.console.tick()
+  await sleep(200)
+  t.equal(received.length, 0, 'within the 72 h of a critical patch: nothing')
+
+  w.clock.advance(2 * 60 * MIN)
+  await w.console.tick()
+  await waitFor('two sla.breached deliveries', async () => (await w.console.outbox.delivered({ webhook: 'sla' })).length >= 2)
+  t.same(received.map((r) => r.json.data.endpoint).sort(), keys(fleet.slice(4)), 'one per endpoint that did not install in time')
+  t.ok(received.every((r) => r.verified && r.json.type === 'sla.breached'), 'signed')
+  t.match(received[0]!.json.data, { release: 'openssl', version: '3.0.14', risk: 'critical' })
+
+  w.clock.advance(10 * MIN)
+  await w.console.tick()
+  await sleep(300)
+  t.equal(received.length, 2, 'a later check does not send them again')
 })
