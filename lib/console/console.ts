@@ -69,6 +69,10 @@ function stableId (...parts: Array<string | number>): string {
 const PROJECTION = 'projection!'
 const NOTIFIER = 'notifier'
 const FACTS_PER_DRAIN = 1000
+/** How far the notifier's stored cursor may lag while no webhook listens. */
+const NOTIFIER_LAG = 1000
+/** Longest a reaction to reports waits while more reports keep arriving. */
+const REACTION_DELAY_MS = 1000
 
 export class Console {
   readonly db: Database
@@ -95,6 +99,16 @@ export class Console {
   readonly #endpointFacts: Sublevel
   #endpointFactNo = 0
   #endpointFactsQueued = false
+  #endpointFactsPending = true // until the first drain: a crash may have left some
+  /** Reports stored and not reacted to yet: the rollouts they named, and since when. */
+  #reports: { rollouts: Set<string>, since: number } | null = null
+  #ingesting = 0
+  /** Set when rollouts changed: the assignments must be compared with the directive again. */
+  #directiveStale = true
+  #latestDirective: Envelope<DirectiveDocument> | undefined
+  /** The notifier's cursor: the last log seq it read, and the last one stored. */
+  #notified = 0
+  #notifiedStored = 0
   readonly #tickMs: number
   readonly #slaCheckMs: number
   #slaCheckedAt = -Infinity
@@ -168,6 +182,8 @@ export class Console {
       if (!this.root.roles.console.keyids.includes(this.signer.keyid)) {
         throw PatchswarmError.FORBIDDEN(`the console key ${this.signer.keyid.slice(0, 12)}… is not a key of the root's console role`)
       }
+      this.#notified = this.#notifiedStored = (await this.#state.get(NOTIFIER) as number | undefined) ?? 0
+      this.#latestDirective = await this.directives.latest()
       // Repair what a crash between a rollout change and its projection left behind.
       for (const r of await this.rollouts.list()) await this.#project(r.id)
       await this.#appendEndpointFacts()
@@ -187,6 +203,7 @@ export class Console {
       await this.#opening?.catch(() => {})
       if (this.#timer) clearInterval(this.#timer)
       await this.#ticking.catch(() => {})
+      if (this.#notified > this.#notifiedStored) await this.#storeNotified().catch((err) => this.#warn(err))
       await this.outbox.close()
       await this.views.close()
       await this.ingestor.close()
@@ -234,40 +251,78 @@ export class Console {
 
   // ---- ingestion and the engine ------------------------------------------------------------
 
-  /** Agent events in (from the swarm link or a test); rollouts re-evaluated right after. */
+  /**
+   * Agent events in (from the swarm link or a test). Resolves once they are stored, which is what
+   * the agent's ack promises; the engine then reacts on its own (see settled()). Reports that
+   * arrive together share one reaction, so a fleet reporting at once is not evaluated per report.
+   */
   async ingest (batch: IngestInput[], opts: IngestOptions = {}): Promise<IngestResult> {
-    const result = await this.ingestor.ingest(batch, opts)
-    // The events are stored: whatever the engine runs into afterwards must not turn into a
-    // failed ingest (the agent would never get its ack and would send the same events forever).
-    if (result.results.some((r) => r.status === 'accepted')) await this.tick().catch((err) => this.#warn(err))
-    return result
+    this.#ingesting++
+    try {
+      const result = await this.ingestor.ingest(batch, opts)
+      // The events are stored: whatever the engine runs into afterwards must not turn into a
+      // failed ingest (the agent would never get its ack and would send the same events forever).
+      if (result.results.some((r) => r.status === 'accepted')) {
+        this.#reports ??= { rollouts: new Set(), since: performance.now() }
+        for (const id of result.rollouts) this.#reports.rollouts.add(id)
+      }
+      return result
+    } finally {
+      this.#ingesting--
+      this.#maybeReact()
+    }
+  }
+
+  /** Resolves when the engine has reacted to everything ingested so far. */
+  async settled (): Promise<void> {
+    this.#maybeReact(true)
+    await this.#ticking
   }
 
   /**
-   * Evaluates every running rollout, projects what changed, queues webhooks. Serialised. One
-   * rollout that fails to evaluate does not hold up the others; the first error is thrown after.
+   * Evaluates every running rollout (soak times pass without any event), projects what changed,
+   * issues the directive, queues webhooks, looks for SLA breaches. Serialised. One rollout that
+   * fails to evaluate does not hold up the others; the first error is thrown after.
    */
   tick (): Promise<void> {
     return this.#serialised(async () => {
-      const errors: unknown[] = []
-      for (const r of await this.rollouts.list({ states: ['running'] })) {
-        try {
-          const step = await this.rollouts.evaluate(r.id, (keyid) => this.views.statusOf(r.id, keyid))
-          if (step.changes.length > 0) await this.#project(r.id)
-        } catch (err) {
-          errors.push(err)
-        }
-      }
-      await this.#appendEndpointFacts()
-      await this.#syncDirective()
-      await this.#notify()
+      await this.#step((await this.rollouts.list({ states: ['running'] })).map((r) => r.id))
       const now = this.clock().getTime()
       if (now - this.#slaCheckedAt >= this.#slaCheckMs) {
         this.#slaCheckedAt = now
         await this.checkSlas()
       }
-      if (errors.length > 0) throw errors[0]
     })
+  }
+
+  /**
+   * Reacts to the reports stored since the last reaction (the rollouts their job events name)
+   * once no other report is being stored, or at the latest REACTION_DELAY_MS after the first.
+   */
+  #maybeReact (now = false): void {
+    const reports = this.#reports
+    if (reports === null) return
+    if (!now && this.#ingesting > 0 && performance.now() - reports.since < REACTION_DELAY_MS) return
+    this.#reports = null
+    this.#serialised(() => this.#step([...reports.rollouts])).catch((err) => this.#warn(err))
+  }
+
+  async #step (rolloutIds: readonly string[]): Promise<void> {
+    const errors: unknown[] = []
+    for (const id of rolloutIds) {
+      try {
+        const r = await this.rollouts.find(id)
+        if (r?.state !== 'running') continue
+        const step = await this.rollouts.evaluate(id, (keyid) => this.views.statusOf(id, keyid))
+        if (step.changes.length > 0) await this.#project(id)
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    await this.#appendEndpointFacts()
+    await this.#syncDirective()
+    await this.#notify()
+    if (errors.length > 0) throw errors[0]
   }
 
   /** Problems of background work (the engine after an ingest, the timer): for whoever listens. */
@@ -280,6 +335,7 @@ export class Console {
   /** Called by the API after it committed a rollout change. Serialised with tick(). */
   rolloutChanged (id: string): Promise<void> {
     return this.#serialised(async () => {
+      this.#directiveStale = true
       await this.#project(id)
       await this.#syncDirective()
       await this.#notify()
@@ -319,6 +375,7 @@ export class Console {
    * to the report log soon after (and at the next start). The key keeps the order of changes.
    */
   #endpointFactOps (c: EndpointChange): FleetOp[] {
+    this.#endpointFactsPending = true
     const type = ({ quarantine: 'endpoint.quarantined', approved: 'endpoint.approved', rejected: 'endpoint.rejected', removed: 'endpoint.removed' } as const)[c.status]
     const key = `${c.at}!${String(this.#endpointFactNo++).padStart(12, '0')}`
     return [{ type: 'put', sublevel: this.#endpointFacts, key, value: { type, keyid: c.keyid, tenant: c.tenant, hostname: c.hostname } }]
@@ -335,6 +392,8 @@ export class Console {
   }
 
   async #appendEndpointFacts (): Promise<void> {
+    if (!this.#endpointFactsPending) return
+    this.#endpointFactsPending = false
     for (;;) {
       const pending = await this.#endpointFacts.iterator({ limit: FACTS_PER_DRAIN }).all() as Array<[string, unknown]>
       if (pending.length === 0) return
@@ -357,6 +416,7 @@ export class Console {
     const history = (await this.rollouts.history(id)).filter((h) => h.revision > done && h.revision <= rollout.revision)
     const facts: ConsoleFact[] = []
     for (const h of history) facts.push(...await this.#factsOf(rollout, h))
+    this.#directiveStale = true
     await appendFacts(this.log, facts, {
       extra: () => [{ type: 'put', sublevel: this.#state, key: cursorKey, value: rollout.revision }]
     })
@@ -408,15 +468,20 @@ export class Console {
     }
   }
 
+  /**
+   * Issues a directive when the assignments differ from the latest one's, and signs the same again
+   * once half its lifetime has passed (agents refuse an expired directive, and a fleet without
+   * rollout changes must not lose it). Assignments are only compared after rollouts changed.
+   */
   async #syncDirective (): Promise<void> {
-    const all = await this.rollouts.list()
-    const assignments = assignmentsFor(all)
-    const latest = await this.directives.latest()
+    const latest = this.#latestDirective
+    if (!this.#directiveStale && (!latest || !this.#halfExpired(latest))) return
+    this.#directiveStale = false
+    const assignments = assignmentsFor(await this.rollouts.list())
     if (!latest && assignments.length === 0) return
-    // The same assignments are signed again once half the directive's lifetime has passed: agents
-    // refuse an expired directive, and a fleet without rollout changes must not lose it.
     if (latest && envelopeHash({ signed: latest.signed.assignments, signatures: [] }) === envelopeHash({ signed: assignments, signatures: [] }) && !this.#halfExpired(latest)) return
     const directive = await this.directives.issue(assignments)
+    this.#latestDirective = directive
     for (const listener of this.#directiveListeners) listener(directive)
   }
 
@@ -429,17 +494,30 @@ export class Console {
   // ---- webhooks: report log → notifications -----------------------------------------------
 
   async #notify (): Promise<void> {
-    const from = ((await this.#state.get(NOTIFIER) as number | undefined) ?? 0) + 1
-    for (;;) {
-      const entries = await this.log.read({ from, limit: 1000 }) as ReportEntry[]
+    if (this.log.last <= this.#notified) return
+    if (!await this.webhooks.anyEnabled()) {
+      // Nobody to tell: the cursor moves on without reading the log, and is stored now and then.
+      // A restart re-reads at most NOTIFIER_LAG entries; a fact already queued is never queued twice.
+      this.#notified = this.log.last
+      if (this.#notified - this.#notifiedStored >= NOTIFIER_LAG) await this.#storeNotified()
+      return
+    }
+    while (this.log.last > this.#notified) {
+      const entries = await this.log.read({ from: this.#notified + 1, limit: 1000 }) as ReportEntry[]
       if (entries.length === 0) return
       const facts = (await Promise.all(entries.map((e) => this.#webhookFactsOf(e)))).flat()
       const ops = (await Promise.all(facts.map((f) => this.webhooks.enqueueOps(f)))).flat()
       const last = entries[entries.length - 1]!.seq
       await this.db.batch([...ops, { type: 'put', sublevel: this.#state, key: NOTIFIER, value: last }] as never)
+      this.#notified = this.#notifiedStored = last
       if (ops.length > 0) this.outbox.kick()
-      if (entries.length < 1000) return
     }
+  }
+
+  async #storeNotified (): Promise<void> {
+    const at = this.#notified
+    await this.#state.put(NOTIFIER, at)
+    this.#notifiedStored = at
   }
 
   async #webhookFactsOf (e: ReportEntry): Promise<WebhookFact[]> {

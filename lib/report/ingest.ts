@@ -69,6 +69,8 @@ export interface IngestResult {
   results: IngestItemResult[]
   /** For each endpoint that sent an authentic, admissible event: its last contiguous seq stored. */
   acks: Record<string, number>
+  /** The rollouts that accepted job events name: whose thresholds may have moved. */
+  rollouts: string[]
 }
 
 export interface IngestCounters {
@@ -290,7 +292,12 @@ export class Ingestor {
     }
     this.counts = counts
     if (results.length > 0) this.ticks.next()
-    return { results, acks }
+    const rollouts = new Set<string>()
+    for (const i of accepted) {
+      const rollout = verified[i]!.event.job?.rollout
+      if (rollout !== undefined) rollouts.add(rollout)
+    }
+    return { results, acks, rollouts: [...rollouts] }
   }
 
   /**

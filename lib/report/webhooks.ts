@@ -308,6 +308,11 @@ export class WebhookStore extends EventEmitter<WebhookStoreEvents> {
     return items
   }
 
+  /** Whether any subscription is enabled (else no fact needs planning at all). */
+  async anyEnabled (): Promise<boolean> {
+    return (await this.all()).some((h) => h.enabled)
+  }
+
   private async all (): Promise<StoredWebhook[]> {
     return await this.store.values().all() as StoredWebhook[]
   }

@@ -183,9 +183,11 @@ t.test('across a restart every real event is accepted exactly once, and the view
   t.equal(all.length, 90, '30 endpoints, 3 events each')
 
   t.same(statuses(await w.console.ingest(pilot)), pilot.map(() => 'accepted'))
+  await w.console.settled()
   t.equal((await w.api.rollouts.get('mia', 'fix-2')).phases[1]!.state, 'active', 'the pilot passed: broad started')
   const sent = 37 // part of the rest, stopping in the middle of an endpoint's events
   t.same(statuses(await w.console.ingest(rest.slice(0, sent))), rest.slice(0, sent).map(() => 'accepted'))
+  await w.console.settled()
 
   const before = { views: viewsOf(w), kpis: await kpisOf(w), last: w.console.log.last }
   t.ok(before.views.records.length === 30 && before.kpis.all.endpoints === 30, 'a fleet of 30 with a patch record each')
@@ -206,6 +208,7 @@ t.test('across a restart every real event is accepted exactly once, and the view
 
   // The agents re-send everything they were not sure about: all 90 events.
   const again = await w.console.ingest(all)
+  await w.console.settled()
   const expected = [...pilot.map(() => 'duplicate'), ...rest.map((_, i) => i < sent ? 'duplicate' : 'accepted')]
   t.same(statuses(again), expected, 'what was stored before the restart is a duplicate, the rest is accepted')
   t.equal(Object.keys(again.acks).length, 30, 'every endpoint acknowledged')

@@ -78,6 +78,7 @@ async function side (w: World, admin: string, tenant: string, tag: string, share
       ? await ep.job(envelope, 'downloading', clock.now(), { rollout }).then(async (d) => [d, await ep.job(envelope, 'installed', clock.now(), { rollout })])
       : await ep.job(envelope, 'downloading', clock.now(), { rollout }).then(async (d) => [d, await ep.job(envelope, 'failed', clock.now(), { rollout, code: 'INSTALL_FAILED', reason: `install failed at ${tenant}` })])
     const r = await c.ingest(end)
+    await c.settled()
     if (!r.results.every((x) => x.status === 'accepted')) throw new Error(`set-up: ${JSON.stringify(r.results)}`)
   }
   const hook = `${tag}-hook`
@@ -358,6 +359,7 @@ const TABLE: Record<string, Entry> = {
         await stranger.job(x.b.envelope, 'installed', x.w.clock.now())
       ]
       const r = await x.api.reports.ingest(x.actor, A, events)
+      await x.w.console.settled()
       t.same(r.results.map((e) => [e.status, e.code]), events.map(() => ['rejected', 'WRONG_TENANT']), 'each one WRONG_TENANT')
       const own = r.results.map((e, i) => String(e.detail).replaceAll(events[i]!.signed.endpoint.slice(0, 12), 'KEY').replaceAll(JSON.stringify(events[i]!.signed.tenant), 'TENANT'))
       t.equal(new Set(own).size, 1, 'with the same words')

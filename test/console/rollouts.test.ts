@@ -59,6 +59,7 @@ async function report (t: Test, w: World, eps: SimEndpoint[], release: Envelope<
     events.push(await ep.job(release, state, w.clock.now(), { rollout, ...extra }))
   }
   const result = await w.console.ingest(events)
+  await w.console.settled()
   t.same(result.results.filter((r) => r.status !== 'accepted'), [], `${eps.length} × ${state}: every event accepted`)
 }
 
@@ -396,6 +397,7 @@ t.test('rollback orders every endpoint of the started phases to roll back, and t
     events.push(await rollbackEvent(ep, release, 'rolled-back', w.clock.now(), 'fix-5'))
   }
   t.same((await w.console.ingest(events)).results.filter((r) => r.status !== 'accepted'), [], 'rollback reports accepted')
+  await w.console.settled()
   const pilotRecords = w.console.views.patchRecords({ under: PILOT })
   t.equal(pilotRecords.length, 10)
   t.ok(pilotRecords.every((r) => r.state === 'rolled-back' && r.installedAt === undefined && r.failedAt !== undefined), 'the pilot patch records say rolled back, no longer installed')

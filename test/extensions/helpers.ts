@@ -71,6 +71,7 @@ export async function report (t: Test, w: World, eps: SimEndpoint[], release: En
     events.push(await ep.job(release, state, w.clock.now(), { rollout, ...extra }))
   }
   const result = await w.console.ingest(events)
+  await w.console.settled()
   t.same(result.results.filter((r) => r.status !== 'accepted'), [], `${eps.length} × ${state}: every event accepted`)
 }
 

@@ -72,6 +72,7 @@ t.test('every view shows the console, and follows it live', async (t) => {
   s = await until(h, 'endpoints', /Endpoints \[6\]/)
   const pilot = w.endpoints.get(PILOT)!
   await w.console.ingest([await pilot[0]!.job(release, 'downloading', w.clock.now(), { rollout: 'fix-1' }), await pilot[0]!.job(release, 'installed', w.clock.now(), { rollout: 'fix-1' })])
+  await w.console.settled()
   s = await until(h, 'the installed job', /customer-a-pilot-pc0\s+msp-1\/customer-a\/pilot\s+approved.*agent-fix 1\.2\.0 installed/)
 
   await command(h, 'endpoints customer-b/')
@@ -85,6 +86,7 @@ t.test('every view shows the console, and follows it live', async (t) => {
   await command(h, 'rollout fix-1')
   s = await until(h, 'rollout fix-1', [/Rollout fix-1/, /pilot\s+active\s+2/, /broad\s+pending\s+2/, /created with 4 endpoints/])
   await w.console.ingest([await pilot[1]!.job(release, 'downloading', w.clock.now(), { rollout: 'fix-1' }), await pilot[1]!.job(release, 'installed', w.clock.now(), { rollout: 'fix-1' })])
+  await w.console.settled()
   s = await until(h, 'the next phase starting', [/pilot\s+succeeded/, /broad\s+active/, /phase broad started/])
   t.match(s, /installed 2/, 'the header counts both installs')
 
@@ -97,6 +99,7 @@ t.test('every view shows the console, and follows it live', async (t) => {
   await until(h, 'releases', /agent-fix\s+1\.2\.0\s+linux\s+high/)
 
   await w.console.ingest([await pilot[1]!.transfer('ab'.repeat(32), { origin: 1e6, site: 2e6, peer: 1e6, local: 0 }, w.clock.now())])
+  await w.console.settled()
   await command(h, 'swarm')
   s = await until(h, 'swarm', [/Bytes by source/, /pilot\s+4\.0 MB\s+1\.0 MB\s+2\.0 MB\s+1\.0 MB/])
   t.match(s, /The console is not on the swarm/, 'a console without a swarm says so')
