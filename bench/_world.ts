@@ -32,10 +32,14 @@ export interface World {
   close (): Promise<void>
 }
 
-/** Extra node flags for every peer, e.g. BENCH_PROF=dir → `--cpu-prof --cpu-prof-dir dir`. */
+/**
+ * Extra node flags for every peer: BENCH_PROF=dir → `--cpu-prof --cpu-prof-dir dir`;
+ * BENCH_NODE_ARGS (space-separated) for others, e.g. `--trace-gc`, which NODE_OPTIONS refuses.
+ */
 export function nodeArgs (): string[] {
   const dir = process.env.BENCH_PROF
-  return dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir)] : []
+  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  return [...(dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir)] : []), ...extra]
 }
 
 export async function makeWorld (size: number, chunking: Partial<ChunkingParams> = {}): Promise<World> {
