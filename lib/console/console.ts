@@ -54,7 +54,7 @@ export interface ConsoleOptions {
   /** A key of the root's console role: signs enrollment certificates and directives. */
   consoleKey: KeyPair
   clock?: FleetClock
-  /** How often running rollouts are evaluated, ms (also after every ingest). Default 5000; 0: never by timer. */
+  /** How often every running rollout is evaluated, ms (reports trigger their own reaction). Default 5000; 0: never by timer. */
   tickMs?: number
   /** How often (console time, ms) a tick looks for patches past their SLA. Default 60 000. */
   slaCheckMs?: number
@@ -476,13 +476,14 @@ export class Console {
   async #syncDirective (): Promise<void> {
     const latest = this.#latestDirective
     if (!this.#directiveStale && (!latest || !this.#halfExpired(latest))) return
-    this.#directiveStale = false
     const assignments = assignmentsFor(await this.rollouts.list())
-    if (!latest && assignments.length === 0) return
-    if (latest && envelopeHash({ signed: latest.signed.assignments, signatures: [] }) === envelopeHash({ signed: assignments, signatures: [] }) && !this.#halfExpired(latest)) return
-    const directive = await this.directives.issue(assignments)
-    this.#latestDirective = directive
-    for (const listener of this.#directiveListeners) listener(directive)
+    const same = latest ? envelopeHash({ signed: latest.signed.assignments, signatures: [] }) === envelopeHash({ signed: assignments, signatures: [] }) : assignments.length === 0
+    if (!same || (latest && this.#halfExpired(latest))) {
+      const directive = await this.directives.issue(assignments)
+      this.#latestDirective = directive
+      for (const listener of this.#directiveListeners) listener(directive)
+    }
+    this.#directiveStale = false // only once issued: a failure leaves it to the next step
   }
 
   #halfExpired (d: Envelope<DirectiveDocument>): boolean {
