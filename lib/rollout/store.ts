@@ -61,6 +61,12 @@ export class RolloutStore {
   private readonly store: Sublevel
   private readonly clock: FleetClock
   private readonly lock = new Mutex()
+  /**
+   * Rollouts as last read or written, frozen: the engine reads one after every burst of reports,
+   * and a large rollout's document (its frozen membership) costs more to parse than to evaluate.
+   * Only this store writes them, so the cache is exact.
+   */
+  private readonly cache = new Map<string, Rollout>()
 
   constructor (db: Database, opts: { clock?: FleetClock, sublevelName?: string } = {}) {
     this.db = db
@@ -70,9 +76,14 @@ export class RolloutStore {
 
   // ---- reads -------------------------------------------------------------------------------
 
+  /** The rollout `id` (frozen: the engine makes changed copies), or undefined. */
   async find (id: string): Promise<Rollout | undefined> {
     if (typeof id !== 'string' || id === '') return undefined
-    return await this.store.get(rolloutKey(id)) as Rollout | undefined
+    const cached = this.cache.get(id)
+    if (cached) return cached
+    const stored = await this.store.get(rolloutKey(id)) as Rollout | undefined
+    if (stored) this.cache.set(id, deepFreeze(stored))
+    return stored
   }
 
   /** The rollout `id`; NOT_FOUND if there is none. */
@@ -113,6 +124,7 @@ export class RolloutStore {
       const step = createRollout(spec, endpoints, now)
       if (await this.find(step.rollout.id) !== undefined) throw PatchswarmError.ALREADY_EXISTS(`rollout ${step.rollout.id} already exists`)
       await commit(this.db, this.writeOps(step, by, now), wopts.extra)
+      this.cache.set(step.rollout.id, deepFreeze(step.rollout))
       return step
     })
   }
@@ -133,6 +145,7 @@ export class RolloutStore {
       if (step.changes.length === 0) return { rollout: current, changes: [] }
       const next: RolloutStep = { rollout: { ...step.rollout, revision: current.revision + 1, updatedAt: now.toISOString() }, changes: step.changes }
       await commit(this.db, this.writeOps(next, by, now), wopts.extra)
+      this.cache.set(id, deepFreeze(next.rollout))
       return next
     })
   }
@@ -160,4 +173,12 @@ export class RolloutStore {
       }))
     ]
   }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
 }
