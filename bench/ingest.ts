@@ -3,7 +3,7 @@
 // on a LevelDB in a temporary folder, its report views on; the endpoints enroll through the
 // console's own token path (auto-approve tokens: approved, with certificates, in the console's
 // registry), a release is added and approved, and a rollout over all of them is running (one phase
-// that soaks for an hour on a clock that stands still: the engine evaluates it after every ingest,
+// that soaks for an hour on a clock that stands still: the engine evaluates it after every report,
 // it never moves). Then the events go as canonical bytes (as they arrive off the wire) through
 // `console.ingest`, called as the swarm link calls it (lib/console/link.ts): one call per agent
 // report, with that agent's tenant scope and key id. An agent reports everything pending, at most
@@ -11,8 +11,10 @@
 // PENDING events waiting at each report (BENCH_INGEST_PENDING, default 50: two reports of 50 per
 // endpoint). Measured:
 // the whole call, the ingestor's checks and batch (verifyEvent, registry, sequence, duplicates, log
-// entries, hash index, counters), the views folding every entry in, and the console's work after
-// storing: the engine tick, the directive sync and the webhook notifier.
+// entries, hash index, counters), the views folding every entry in, and the console's reaction
+// after storing (the engine evaluating the rollout the events name, the directive check, the
+// webhook notifier), which runs while the next call waits on its I/O (timed with it) and, after
+// the last call, until Console.settled().
 // The baseline verifies the same events' signatures over their precomputed canonical signed bytes,
 // nothing else, interleaved call by call with ingestion. A second pass, for comparison only, runs
 // the bare Ingestor with a stub registry and no views on the same calls (`ingestor_only_*`).
