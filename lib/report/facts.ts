@@ -2,7 +2,8 @@
 // signed events so the views can be rebuilt from the log alone. The console appends one when a
 // rollout phase assigns a release (that moment is the patch's availableAt, from which the SLA
 // runs), when it orders a rollback, when a rollout changes state, and when an endpoint's
-// enrollment changes (waits in quarantine, approved, rejected, removed). Facts are validated before they are appended: a view must never meet a bad one.
+// enrollment changes (waits in quarantine, approved, rejected, removed). Facts are validated
+// before they are appended: a view must never meet a bad one.
 import { z } from 'zod'
 import { PatchswarmError } from '../errors.js'
 import { RISKS, packageVersionSchema } from '../trust/release.js'
