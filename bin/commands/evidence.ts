@@ -3,7 +3,7 @@
 import type { Command } from 'commander'
 import fs from 'node:fs/promises'
 import { PatchswarmError } from '../../lib/errors.js'
-import { type EvidenceResult, MAX_EVIDENCE_BYTES, SEAL_MISMATCH, verifyEvidence } from '../../lib/report/evidence.js'
+import { type EvidenceResult, MAX_EVIDENCE_BYTES, verifyEvidence } from '../../lib/report/evidence.js'
 import type { CliContext } from '../cli.js'
 import { readEnvelopeFile, aboutFile } from './documents.js'
 
@@ -46,7 +46,7 @@ async function readBundle (file: string): Promise<Buffer> {
 function sealed (r: EvidenceResult): string {
   if (r.sealedBy.length === 0) return 'NOT sealed by the console role: the export time, filter and lists are nobody\'s word (see problems)'
   const keys = `by console key${r.sealedBy.length > 1 ? 's' : ''} ${r.sealedBy.map((k) => k.slice(0, 12) + '…').join(', ')}`
-  return r.problems.some((p) => p.startsWith(SEAL_MISMATCH)) ? `${keys}, but the bundle was changed after export (see problems)` : keys
+  return r.sealMismatch.length > 0 ? `${keys}, but the bundle was changed after export (see problems)` : keys
 }
 
 function summary (file: string, r: EvidenceResult, rootFile: string | undefined): string {

@@ -49,7 +49,7 @@
 import { PatchswarmError } from '../errors.js'
 import { type Signer, isKeyId } from '../crypto/keys.js'
 import { canonicalize } from '../crypto/canonical.js'
-import { contentHashHex } from '../crypto/hash.js'
+import { contentHashOf } from '../crypto/hash.js'
 import { type Envelope, checkEnvelope, envelopeHash, serializeEnvelope, signEnvelope, verifyEnvelope } from '../trust/envelope.js'
 import { type RootDocument, parseRoot } from '../trust/root.js'
 import { parseCertificate } from '../trust/certificate.js'
@@ -60,7 +60,7 @@ import { type SignedEvent, verifyEvent } from './event.js'
 export const EVIDENCE_FORMAT = 'patchswarm-evidence/1'
 export const EVIDENCE_SEAL_TYPE = 'evidence-seal'
 /** How a seal that is signed but no longer matches the bundle's values is reported. */
-export const SEAL_MISMATCH = 'the console\'s seal does not match the bundle\'s'
+const SEAL_MISMATCH = 'the console\'s seal does not match the bundle\'s'
 export const MAX_EVIDENCE_BYTES = 256 * 1024 * 1024
 export const MAX_FILTER_CHARS = 1000
 /** Problems listed in full; beyond this the list ends with a count. */
@@ -106,7 +106,7 @@ export async function buildEvidence (input: BuildEvidenceInput): Promise<string>
   if (filter !== null && (typeof filter !== 'string' || filter.length > MAX_FILTER_CHARS)) {
     throw PatchswarmError.BAD_ARGUMENT(`filter must be a description of at most ${MAX_FILTER_CHARS} characters`)
   }
-  const line = (env: Envelope) => serializeEnvelope(checkEnvelope(env)).toString('utf8')
+  const line = (env: Envelope) => canonicalLine(checkEnvelope(env))
   const certificates = unique(input.certificates, line, (a, b) =>
     cmp(String(a.signed.holder), String(b.signed.holder)) || Number(a.signed.version) - Number(b.signed.version))
   const events = unique(input.events, line, (a, b) =>
@@ -119,8 +119,8 @@ export async function buildEvidence (input: BuildEvidenceInput): Promise<string>
     generatedAt,
     filter,
     root: envelopeHash(root),
-    certificates: sealedList(certificates),
-    events: sealedList(events)
+    certificates: sealedList(certificates, certificates.length),
+    events: sealedList(events, events.length)
   }, [input.sealer])
   const list = (items: string[]) => items.length === 0 ? '[]' : '[\n' + items.join(',\n') + '\n]'
   return '{\n' + [
@@ -135,15 +135,36 @@ export async function buildEvidence (input: BuildEvidenceInput): Promise<string>
   ].join(',\n') + '\n}\n'
 }
 
-/** Count and hash of canonical envelope lines, in order; sha256 null when `lines` is null. */
-function sealedList (lines: readonly string[] | null, count = lines?.length ?? 0): SealedList {
-  return { count, sha256: lines === null ? null : contentHashHex(Buffer.from(lines.join('\n'), 'utf8')) }
+/** An envelope's line in a bundle: its canonical JSON. */
+function canonicalLine (env: Envelope): string {
+  return serializeEnvelope(env).toString('utf8')
 }
 
-/** The canonical lines of items read from a bundle, or null when one is not a valid envelope. */
-function canonicalLines (items: readonly unknown[]): string[] | null {
+/** Count and hash of a list's canonical envelope lines, in order; sha256 null when `lines` is null. */
+function sealedList (lines: readonly string[] | null, count: number): SealedList {
+  return { count, sha256: lines === null ? null : contentHashOf(joined(lines)).toString('hex') }
+}
+
+const NEWLINE = Buffer.from('\n', 'utf8')
+
+/** The lines' bytes with '\n' between them, as one hash input. */
+function * joined (lines: readonly string[]): Generator<Buffer> {
+  for (let i = 0; i < lines.length; i++) {
+    if (i > 0) yield NEWLINE
+    yield Buffer.from(lines[i]!, 'utf8')
+  }
+}
+
+/**
+ * `lines` (of a list read from a bundle) with the canonical line of `env` appended; null when
+ * `lines` already is, or when the envelope has no canonical JSON. Pass `check` for an item not yet
+ * checked as an envelope: null when it is not one.
+ */
+function withLine (lines: string[] | null, env: unknown, check = false): string[] | null {
+  if (lines === null) return null
   try {
-    return items.map((raw) => serializeEnvelope(checkEnvelope(raw)).toString('utf8'))
+    lines.push(canonicalLine(check ? checkEnvelope(env) : env as Envelope))
+    return lines
   } catch {
     return null
   }
@@ -189,6 +210,11 @@ export interface EvidenceResult {
    * the seal still matches the bundle is a problem, not this.
    */
   sealedBy: string[]
+  /**
+   * The seal fields (or keys that are no seal field) whose values differ from the bundle's, when
+   * the seal is validly signed; empty when it matches or there is no valid seal.
+   */
+  sealMismatch: string[]
 }
 
 export interface VerifyEvidenceOptions {
@@ -224,13 +250,12 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
   } catch (err) {
     throw PatchswarmError.BAD_EVIDENCE(`root: ${detail(err)}`, err)
   }
-  let anchor = bundleRoot
-  let anchorEnvelope = bundleRootEnvelope
+  const anchor = opts.root ? verifySelfSignedRoot(opts.root) : bundleRoot
+  const bundleRootHash = envelopeHash(bundleRootEnvelope)
+  const anchorHash = opts.root ? envelopeHash(opts.root) : bundleRootHash
   if (opts.root) {
-    anchor = verifySelfSignedRoot(opts.root)
-    anchorEnvelope = opts.root
-    if (envelopeHash(opts.root) !== envelopeHash(bundleRootEnvelope)) {
-      notes.push(`the bundle carries root v${bundleRoot.version} ${envelopeHash(bundleRootEnvelope).slice(0, 12)}…, not the pinned root; it was not used`)
+    if (anchorHash !== bundleRootHash) {
+      notes.push(`the bundle carries root v${bundleRoot.version} ${bundleRootHash.slice(0, 12)}…, not the pinned root; it was not used`)
     }
   } else if (!verifyEnvelope(bundleRootEnvelope, bundleRoot.roles.root).ok) {
     problems.add(`root v${bundleRoot.version}: not signed by its own root role`)
@@ -239,10 +264,15 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
 
   // Certificates: holder → tenants its valid certificates name.
   const certified = new Map<string, Set<string>>()
+  // Each list's canonical lines, for the seal; null once an item is not an envelope.
+  let certificateLines: string[] | null = []
+  let eventLines: string[] | null = []
   bundle.certificates.forEach((raw, i) => {
     const label = `certificates[${i}] (endpoint ${who(raw, 'holder')})`
+    let env: Envelope<Record<string, unknown>> | undefined
     try {
-      const env = checkEnvelope(raw)
+      env = checkEnvelope(raw)
+      certificateLines = withLine(certificateLines, env)
       const cert = parseCertificate(env.signed)
       const sig = verifyEnvelope(env, anchor.roles.console)
       if (!sig.ok) return problems.add(`${label}: not signed by the console role of ${anchor.org} (${sig.valid.length} of ${sig.threshold} signatures)`)
@@ -252,6 +282,7 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
       if (!tenants) certified.set(cert.holder, tenants = new Set())
       tenants.add(cert.tenant)
     } catch (err) {
+      if (env === undefined) certificateLines = null
       problems.add(`${label}: ${detail(err)}`)
     }
   })
@@ -268,12 +299,15 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
     const prev = claimed.endpoint ? last.get(claimed.endpoint) : undefined
     const seqText = claimed.seq !== null ? `seq ${claimed.seq}` : `seq unreadable${prev !== undefined ? ` (after seq ${prev})` : ''}`
     const label = `endpoint ${who(raw, 'endpoint')} ${seqText} (events[${i}])`
-    let event, hash
+    let event, envelope, hash
     try {
-      ({ event, hash } = verifyEvent(raw as SignedEvent))
+      ({ event, envelope, hash } = verifyEvent(raw as SignedEvent))
     } catch (err) {
+      eventLines = withLine(eventLines, raw, true)
       return problems.add(`${label}: ${(err as PatchswarmError).code === 'BAD_SIGNATURE' ? 'the signature does not match: the event was altered or not signed by that endpoint' : detail(err)}`)
     }
+    // verifyEvent also reads an event given as a JSON string; in a bundle that is not an envelope.
+    eventLines = typeof raw === 'string' ? null : withLine(eventLines, envelope)
     endpoints.add(event.endpoint)
     if (event.org !== anchor.org) problems.add(`${label}: for organisation ${event.org}, not ${anchor.org}`)
     const certTenants = certified.get(event.endpoint)
@@ -317,12 +351,16 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
   }
 
   // Last, so that problems[0] stays the first damaged item.
-  const sealedBy = checkSeal(bundle, envelopeHash(bundleRootEnvelope), anchor, problems)
+  const { sealedBy, sealMismatch } = checkSeal(bundle, {
+    root: bundleRootHash,
+    certificates: sealedList(certificateLines, bundle.certificates.length),
+    events: sealedList(eventLines, bundle.events.length)
+  }, anchor, problems)
 
   return {
     ok: problems.count === 0,
     org: bundle.org,
-    root: { version: anchor.version, hash: envelopeHash(anchorEnvelope), pinned: opts.root !== undefined },
+    root: { version: anchor.version, hash: anchorHash, pinned: opts.root !== undefined },
     complete,
     filter: bundle.filter,
     generatedAt: bundle.generatedAt,
@@ -335,30 +373,38 @@ export function verifyEvidence (input: Uint8Array | string, opts: VerifyEvidence
     gaps,
     problems: problems.list(),
     notes,
-    sealedBy
+    sealedBy,
+    sealMismatch
   }
 }
 
 /**
- * The seal's problems, each naming what is wrong; answers the keys that validly signed it. The
- * expected values are recomputed from the bundle as read, so any change to the header, the root
- * or either list — or an item that is no longer an envelope at all — shows as a mismatch.
+ * The seal's problems, each naming what is wrong; answers the keys that validly signed it and, for
+ * such a seal, the fields it differs in. The expected values are recomputed from the bundle as
+ * read (`read`: its root and lists, hashed by the caller), so any change to the header, the root or
+ * either list — or an item that is no longer an envelope at all — shows as a mismatch.
  */
-function checkSeal (bundle: BundleHeader, rootHash: string, anchor: RootDocument, problems: Problems): string[] {
+function checkSeal (
+  bundle: BundleHeader,
+  read: Pick<EvidenceSeal, 'root' | 'certificates' | 'events'>,
+  anchor: RootDocument,
+  problems: Problems
+): { sealedBy: string[], sealMismatch: string[] } {
+  const none = { sealedBy: [], sealMismatch: [] }
   if (bundle.seal === undefined) {
     problems.add('the bundle has no seal: nothing shows which console exported it, or that its generatedAt, filter and lists are as exported')
-    return []
+    return none
   }
   let env: Envelope<Record<string, unknown>>
   try {
     env = checkEnvelope(bundle.seal)
   } catch (err) {
     problems.add(`the bundle's seal is not a signed envelope: ${detail(err)}`)
-    return []
+    return none
   }
   if (env.signed._type !== EVIDENCE_SEAL_TYPE) {
     problems.add(`the bundle's seal is a ${JSON.stringify(env.signed._type)?.slice(0, 40) ?? 'typeless'} document, not an ${EVIDENCE_SEAL_TYPE}`)
-    return []
+    return none
   }
   const sig = verifyEnvelope(env, anchor.roles.console)
   if (!sig.ok) problems.add(`the bundle's seal is not signed by the console role of ${anchor.org} (${sig.valid.length} of ${sig.threshold} signatures)`)
@@ -368,13 +414,14 @@ function checkSeal (bundle: BundleHeader, rootHash: string, anchor: RootDocument
     org: bundle.org,
     generatedAt: bundle.generatedAt,
     filter: bundle.filter,
-    root: rootHash,
-    certificates: sealedList(canonicalLines(bundle.certificates), bundle.certificates.length),
-    events: sealedList(canonicalLines(bundle.events), bundle.events.length)
+    root: read.root,
+    certificates: read.certificates,
+    events: read.events
   }
+  // A key only one side has is undefined on the other, which canonicalize refuses: a difference.
   const same = (a: unknown, b: unknown) => {
     try {
-      return a !== undefined && b !== undefined && canonicalize(a) === canonicalize(b)
+      return canonicalize(a) === canonicalize(b)
     } catch {
       return false
     }
@@ -387,7 +434,7 @@ function checkSeal (bundle: BundleHeader, rootHash: string, anchor: RootDocument
       ? `${SEAL_MISMATCH} ${fields}: it was changed after export`
       : `the bundle's seal (not the console's, see above) does not match the bundle's ${fields} either`)
   }
-  return sig.ok ? sig.valid : []
+  return sig.ok ? { sealedBy: sig.valid, sealMismatch: differ } : none
 }
 
 interface BundleHeader {
