@@ -207,9 +207,12 @@ export class EndpointsApi {
     return call(this.#c.fleet.gate, actor, 'endpoint.list', under, false, () => [assertTenantPath(under)], seesPart('endpoint.read'),
       async (a) => {
         const page = pageOf(query)
-        const all = filterByScope(a, 'endpoint.read', await this.#c.endpoints.list({ under, ...(query?.status ? { status: query.status } : {}) }), (e) => e.tenant)
-        if (!page) return all
-        return all.filter((e) => e.path > page.after).sort((x, y) => x.path < y.path ? -1 : x.path > y.path ? 1 : 0).slice(0, page.limit)
+        return await this.#c.endpoints.list({
+          under,
+          ...(query?.status ? { status: query.status } : {}),
+          tenant: (tenant) => can(a, 'endpoint.read', tenant),
+          ...(page ? { after: page.after, limit: page.limit } : {})
+        })
       })
   }
 
@@ -972,7 +975,7 @@ export class SwarmApi {
   status$ (actor: string, ms?: number): Observable<SwarmStatus> {
     const every = liveMs(ms, 2000)
     return live(this.#c.fleet.gate, actor, 'swarm.watch', 'swarm', (a) => scopesFor(a, 'report.read'), (_, s) => s.length > 0, (current) =>
-      refreshOn(timer(0, every), async () => this.#status(await current())).pipe(distinctUntilChanged((x, y) => JSON.stringify(x) === JSON.stringify(y))))
+      refreshOn(timer(0, every), async () => this.#status(await current())).pipe(distinctUntilChanged(sameJson)))
   }
 
   async #status (a: Admin): Promise<SwarmStatus> {

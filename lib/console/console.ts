@@ -98,14 +98,13 @@ export class Console {
   /** Endpoint facts written with the enrollment change, waiting to be appended to the log. */
   readonly #endpointFacts: Sublevel
   #endpointFactNo = 0
-  #endpointFactsQueued = false
-  #endpointFactsPending = true // until the first drain: a crash may have left some
-  /** Reports stored and not reacted to yet: the rollouts they named, and since when. */
-  #reports: { rollouts: Set<string>, since: number } | null = null
+  /** Set once an enrollment change committed (and at start: a crash may have left some). */
+  #endpointFactsPending = true
+  /** Reports and enrollment changes not reacted to yet: the rollouts reports named, and since when. */
+  #pending: { rollouts: Set<string>, since: number } | null = null
   #ingesting = 0
   /** Set when rollouts changed: the assignments must be compared with the directive again. */
   #directiveStale = true
-  #latestDirective: Envelope<DirectiveDocument> | undefined
   /** The notifier's cursor: the last log seq it read, and the last one stored. */
   #notified = 0
   #notifiedStored = 0
@@ -183,7 +182,6 @@ export class Console {
         throw PatchswarmError.FORBIDDEN(`the console key ${this.signer.keyid.slice(0, 12)}… is not a key of the root's console role`)
       }
       this.#notified = this.#notifiedStored = (await this.#state.get(NOTIFIER) as number | undefined) ?? 0
-      this.#latestDirective = await this.directives.latest()
       // Repair what a crash between a rollout change and its projection left behind.
       for (const r of await this.rollouts.list()) await this.#project(r.id)
       await this.#appendEndpointFacts()
@@ -263,8 +261,8 @@ export class Console {
       // The events are stored: whatever the engine runs into afterwards must not turn into a
       // failed ingest (the agent would never get its ack and would send the same events forever).
       if (result.results.some((r) => r.status === 'accepted')) {
-        this.#reports ??= { rollouts: new Set(), since: performance.now() }
-        for (const id of result.rollouts) this.#reports.rollouts.add(id)
+        const pending = this.#reactionPending()
+        for (const id of result.rollouts) pending.rollouts.add(id)
       }
       return result
     } finally {
@@ -273,7 +271,7 @@ export class Console {
     }
   }
 
-  /** Resolves when the engine has reacted to everything ingested so far. */
+  /** Resolves when the console has reacted to everything ingested and enrolled so far. */
   async settled (): Promise<void> {
     this.#maybeReact(true)
     await this.#ticking
@@ -295,16 +293,22 @@ export class Console {
     })
   }
 
+  #reactionPending (): { rollouts: Set<string>, since: number } {
+    this.#pending ??= { rollouts: new Set(), since: performance.now() }
+    return this.#pending
+  }
+
   /**
-   * Reacts to the reports stored since the last reaction (the rollouts their job events name)
-   * once no other report is being stored, or at the latest REACTION_DELAY_MS after the first.
+   * Reacts to what happened since the last reaction (reports stored: the rollouts their job events
+   * name; enrollment changes) once no report is being stored, or at the latest REACTION_DELAY_MS
+   * after the first.
    */
   #maybeReact (now = false): void {
-    const reports = this.#reports
-    if (reports === null) return
-    if (!now && this.#ingesting > 0 && performance.now() - reports.since < REACTION_DELAY_MS) return
-    this.#reports = null
-    this.#serialised(() => this.#step([...reports.rollouts])).catch((err) => this.#warn(err))
+    const pending = this.#pending
+    if (pending === null) return
+    if (!now && this.#ingesting > 0 && performance.now() - pending.since < REACTION_DELAY_MS) return
+    this.#pending = null
+    this.#serialised(() => this.#step([...pending.rollouts])).catch((err) => this.#warn(err))
   }
 
   async #step (rolloutIds: readonly string[]): Promise<void> {
@@ -335,7 +339,6 @@ export class Console {
   /** Called by the API after it committed a rollout change. Serialised with tick(). */
   rolloutChanged (id: string): Promise<void> {
     return this.#serialised(async () => {
-      this.#directiveStale = true
       await this.#project(id)
       await this.#syncDirective()
       await this.#notify()
@@ -375,20 +378,16 @@ export class Console {
    * to the report log soon after (and at the next start). The key keeps the order of changes.
    */
   #endpointFactOps (c: EndpointChange): FleetOp[] {
-    this.#endpointFactsPending = true
     const type = ({ quarantine: 'endpoint.quarantined', approved: 'endpoint.approved', rejected: 'endpoint.rejected', removed: 'endpoint.removed' } as const)[c.status]
     const key = `${c.at}!${String(this.#endpointFactNo++).padStart(12, '0')}`
     return [{ type: 'put', sublevel: this.#endpointFacts, key, value: { type, keyid: c.keyid, tenant: c.tenant, hostname: c.hostname } }]
   }
 
-  /** After an enrollment change: append its fact (and notify) soon; many changes, one pass. */
+  /** After an enrollment change committed: its fact is appended (and notified) by the next reaction. */
   #endpointChanged (): void {
-    if (this.#endpointFactsQueued) return
-    this.#endpointFactsQueued = true
-    setImmediate(() => {
-      this.#endpointFactsQueued = false
-      this.#serialised(async () => { await this.#appendEndpointFacts(); await this.#notify() }).catch((err) => this.#warn(err))
-    })
+    this.#endpointFactsPending = true
+    this.#reactionPending()
+    setImmediate(() => this.#maybeReact())
   }
 
   async #appendEndpointFacts (): Promise<void> {
@@ -474,13 +473,13 @@ export class Console {
    * rollout changes must not lose it). Assignments are only compared after rollouts changed.
    */
   async #syncDirective (): Promise<void> {
-    const latest = this.#latestDirective
-    if (!this.#directiveStale && (!latest || !this.#halfExpired(latest))) return
+    const latest = await this.directives.latest()
+    const renew = latest !== undefined && this.#halfExpired(latest)
+    if (!this.#directiveStale && !renew) return
     const assignments = assignmentsFor(await this.rollouts.list())
     const same = latest ? envelopeHash({ signed: latest.signed.assignments, signatures: [] }) === envelopeHash({ signed: assignments, signatures: [] }) : assignments.length === 0
-    if (!same || (latest && this.#halfExpired(latest))) {
+    if (!same || renew) {
       const directive = await this.directives.issue(assignments)
-      this.#latestDirective = directive
       for (const listener of this.#directiveListeners) listener(directive)
     }
     this.#directiveStale = false // only once issued: a failure leaves it to the next step

@@ -30,6 +30,8 @@ const TRANSITIONS: Readonly<Record<EndpointStatus, readonly EndpointStatus[]>> =
 }
 
 export const MAX_HOSTNAME = 253
+/** Records a listing reads at once. */
+const SCAN_SLICE = 1024
 
 export interface EndpointHistoryEntry {
   at: string
@@ -81,6 +83,12 @@ export interface EndpointQuery {
   under?: string
   /** One status or several; absent: every status but 'removed'. */
   status?: EndpointStatus | readonly EndpointStatus[]
+  /** Only endpoints whose tenant passes (e.g. a reader's scope). */
+  tenant?: (tenant: string) => boolean
+  /** A page: the endpoints after this path, in path order (the tree's index order). */
+  after?: string
+  /** At most this many (with `after`, the page size). */
+  limit?: number
 }
 
 export interface StatusOptions extends WriteOptions {
@@ -140,7 +148,6 @@ export interface EndpointChange {
   /** The tenant (customer or group path) of the endpoint at the change. */
   tenant: string
   hostname: string
-  site: string | null
   status: EndpointStatus
   at: string
 }
@@ -224,11 +231,24 @@ export class EndpointStore {
   private async scan (query: EndpointQuery, each: (stored: StoredEndpoint, path: string) => void): Promise<void> {
     const under = assertTenantPath(query.under ?? '', 'under')
     const wanted = statusFilter(query.status)
-    const entries = await this.tree.pathsUnder(under)
+    const tenantOk = query.tenant ?? (() => true)
+    const limit = query.limit ?? Infinity
+    let entries = await this.tree.pathsUnder(under)
     if (under !== '' && entries.length === 0) throw PatchswarmError.NOT_FOUND(`no tenant at ${JSON.stringify(under).slice(0, 120)}`)
-    // Other nodes of the subtree (customers, groups) simply have no record.
-    const stored = await this.store.getMany(entries.map((e) => recordKey(e.uid))) as (StoredEndpoint | undefined)[]
-    stored.forEach((s, i) => { if (s && wanted(s.status)) each(s, entries[i]!.path) })
+    const after = query.after
+    if (after !== undefined) entries = entries.filter((e) => e.path > after)
+    // Records are read a slice at a time, so a page stops reading once it is full. Other nodes of
+    // the subtree (customers, groups) simply have no record.
+    let found = 0
+    for (let at = 0; at < entries.length && found < limit; at += SCAN_SLICE) {
+      const slice = entries.slice(at, at + SCAN_SLICE)
+      const stored = await this.store.getMany(slice.map((e) => recordKey(e.uid))) as (StoredEndpoint | undefined)[]
+      for (let i = 0; i < slice.length && found < limit; i++) {
+        const s = stored[i]
+        const path = slice[i]!.path
+        if (s && wanted(s.status) && tenantOk(parentTenantPath(path))) { found++; each(s, path) }
+      }
+    }
   }
 
   private async uidsOf (keyid: string): Promise<string[]> {
@@ -277,7 +297,7 @@ export class EndpointStore {
         history: [{ at, op: 'enroll', status }]
       }
       const uids = [...earlier, uid]
-      const change = { keyid, tenant: parent, hostname, site, status, at }
+      const change = { keyid, tenant: parent, hostname, status, at }
       const extra = (): FleetOp[] => [this.put(recordKey(uid), stored), this.put(keyidKey(keyid), uids), ...this.changeOps(change), ...(wopts.extra?.() ?? [])]
       // The tree refuses a taken name before it calls `extra`, so trying the next one is safe.
       for (const name of nodeNames(hostname, keyid)) {
@@ -314,7 +334,7 @@ export class EndpointStore {
         updatedAt: at,
         history: [...record.history, { at, op, status: to }]
       }
-      const change = { keyid, tenant: record.tenant, hostname: record.hostname, site: record.site, status: to, at }
+      const change = { keyid, tenant: record.tenant, hostname: record.hostname, status: to, at }
       const ops = [this.put(recordKey(record.uid), stored(next)), ...this.changeOps(change)]
       const node = await this.tree.getByUid(record.uid)
       if ((to === 'rejected' || to === 'removed') && node) {

@@ -54,7 +54,7 @@ const rolloutChanged = z.strictObject({
 
 /** An endpoint's enrollment changed; the host name is the one it enrolled with (for people). */
 const endpointFact = <T extends string>(type: T) => z.strictObject({ type: z.literal(type), keyid, tenant: tenantPath, hostname: z.string().min(1).max(253).optional() })
-export const ENDPOINT_FACT_TYPES = ['endpoint.quarantined', 'endpoint.approved', 'endpoint.rejected', 'endpoint.removed'] as const
+const ENDPOINT_FACT_TYPES = ['endpoint.quarantined', 'endpoint.approved', 'endpoint.rejected', 'endpoint.removed'] as const
 
 export const consoleFactSchema = z.discriminatedUnion('type', [patchAssigned, patchRollback, rolloutChanged, ...ENDPOINT_FACT_TYPES.map(endpointFact)])
 

@@ -85,6 +85,8 @@ export class DirectiveIssuer {
   private readonly clock: FleetClock
   private readonly validDays: number
   private readonly lock = new Mutex()
+  /** The latest directive once read (undefined: none issued); only this issuer writes it. */
+  private cached: { latest: Envelope<DirectiveDocument> | undefined } | null = null
 
   constructor (db: Database, opts: DirectiveIssuerOptions) {
     if (!isSafeName(opts?.org)) throw PatchswarmError.BAD_ARGUMENT('org must be a safe name')
@@ -103,7 +105,8 @@ export class DirectiveIssuer {
 
   /** The directive issued last, if any. */
   async latest (): Promise<Envelope<DirectiveDocument> | undefined> {
-    return await this.store.get(LATEST) as Envelope<DirectiveDocument> | undefined
+    this.cached ??= { latest: await this.store.get(LATEST) as Envelope<DirectiveDocument> | undefined }
+    return this.cached.latest
   }
 
   /**
@@ -128,6 +131,7 @@ export class DirectiveIssuer {
         throw PatchswarmError.BAD_DOCUMENT(`directive v${doc.version} would be ${size} bytes, more than an agent accepts (${MAX_ENVELOPE_BYTES})`)
       }
       await commit(this.db, [{ type: 'put', sublevel: this.store, key: LATEST, value: envelope }], wopts.extra)
+      this.cached = { latest: envelope }
       return envelope
     })
   }

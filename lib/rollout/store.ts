@@ -14,6 +14,7 @@ import {
   createRollout, pauseRollout, resumeRollout, abortRollout, rollbackRollout
 } from './rollout.js'
 import { evaluate, type StatusOf } from './engine.js'
+import { deepFreeze } from '../freeze.js'
 
 export interface RolloutHistoryEntry {
   rollout: string
@@ -173,12 +174,4 @@ export class RolloutStore {
       }))
     ]
   }
-}
-
-function deepFreeze<T> (value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const v of Object.values(value)) deepFreeze(v)
-  }
-  return value
 }

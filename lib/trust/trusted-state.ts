@@ -13,6 +13,7 @@ import {
   type ReleaseSigner, verifySelfSignedRoot, verifyRootStep, authoriseRelease, authoriseDirective,
   checkNotRolledBack, checkNotExpired
 } from './verify.js'
+import { deepFreeze } from '../freeze.js'
 
 export interface Clock { now (): Date }
 
@@ -108,7 +109,7 @@ export class TrustedState {
         if (envelopeHash(this.trustedRoot.envelope) === envelopeHash(envelope)) return this.trustedRoot.root
         throw PatchswarmError.ALREADY_EXISTS(`a root of ${this.trustedRoot.root.org} is already pinned; use updateRoot`)
       }
-      const pinned = freeze({ root, envelope: envelope as Envelope<RootDocument> })
+      const pinned = deepFreeze({ root, envelope: envelope as Envelope<RootDocument> })
       await this.store.batch([{ type: 'put', key: ROOT_KEY, value: { envelope: pinned.envelope } }])
       this.trustedRoot = pinned
       return root
@@ -150,13 +151,13 @@ export class TrustedState {
       if (dropDirective) ops.push({ type: 'del', key: DIRECTIVE_KEY })
 
       await this.store.batch(ops)
-      this.trustedRoot = freeze(current)
+      this.trustedRoot = deepFreeze(current)
       for (const r of dropped) this.forgetRelease(r)
       if (dropDirective) {
         this.trustedDirective = null
       } else if (d !== null && dropped.length > 0) {
         const gone = new Set(dropped.map((r) => r.envelopeHash))
-        this.trustedDirective = freeze({ ...d, assignments: d.assignments.filter((a) => !gone.has(a.verifiedRelease.envelopeHash)) })
+        this.trustedDirective = deepFreeze({ ...d, assignments: d.assignments.filter((a) => !gone.has(a.verifiedRelease.envelopeHash)) })
       }
       return current.root
     })
@@ -179,7 +180,7 @@ export class TrustedState {
         throw PatchswarmError.WRONG_PLATFORM(`${label} is not for platform ${opts.platform}`)
       }
       const signed = envelope as Envelope<ReleaseDocument>
-      const verified = freeze({ release, envelope: signed, envelopeHash: envelopeHash(signed), signer })
+      const verified = deepFreeze({ release, envelope: signed, envelopeHash: envelopeHash(signed), signer })
       await this.store.batch([{ type: 'put', key: RELEASE_PREFIX + key, value: { envelope: signed } }])
       if (trusted) this.forgetRelease(trusted)
       this.rememberRelease(verified)
@@ -216,7 +217,7 @@ export class TrustedState {
       })
 
       const signed = envelope as Envelope<DirectiveDocument>
-      const verified = freeze({ directive, envelope: signed, envelopeHash: envelopeHash(signed), assignments })
+      const verified = deepFreeze({ directive, envelope: signed, envelopeHash: envelopeHash(signed), assignments })
       await this.store.batch([{ type: 'put', key: DIRECTIVE_KEY, value: { envelope: signed, applies } }])
       this.trustedDirective = verified
       return verified
@@ -282,13 +283,13 @@ export class TrustedState {
     const root = await this.store.get(ROOT_KEY) as { envelope?: Envelope } | undefined
     if (root !== undefined) {
       const envelope = toEnvelope(root.envelope) as Envelope<RootDocument>
-      this.trustedRoot = freeze({ root: parseRoot(envelope.signed), envelope })
+      this.trustedRoot = deepFreeze({ root: parseRoot(envelope.signed), envelope })
     }
     for await (const [, value] of this.store.iterator({ gte: RELEASE_PREFIX, lt: RELEASE_END })) {
       const envelope = toEnvelope((value as { envelope?: Envelope })?.envelope) as Envelope<ReleaseDocument>
       const release = parseRelease(envelope.signed)
       const signer = this.trustedRoot ? authoriseRelease(this.trustedRoot.root, envelope, release) : { role: 'release' as const }
-      this.rememberRelease(freeze({ release, envelope, envelopeHash: envelopeHash(envelope), signer }))
+      this.rememberRelease(deepFreeze({ release, envelope, envelopeHash: envelopeHash(envelope), signer }))
     }
     const stored = await this.store.get(DIRECTIVE_KEY) as { envelope?: Envelope, applies?: number[] } | undefined
     if (stored !== undefined) {
@@ -299,7 +300,7 @@ export class TrustedState {
         const r = a && this.releasesByHash.get(a.release.envelopeHash)
         return a && r ? [{ ...a, verifiedRelease: r }] : []
       })
-      this.trustedDirective = freeze({ directive, envelope, envelopeHash: envelopeHash(envelope), assignments })
+      this.trustedDirective = deepFreeze({ directive, envelope, envelopeHash: envelopeHash(envelope), assignments })
     }
   }
 }
@@ -324,12 +325,4 @@ function stillAuthorised (check: () => unknown): boolean {
   } catch {
     return false
   }
-}
-
-function freeze<T> (value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const v of Object.values(value)) freeze(v)
-  }
-  return value
 }
