@@ -1,4 +1,5 @@
 // Runs the CLI in-process with captured output, or as a real child process.
+import fs from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import path from 'node:path'
@@ -32,4 +33,16 @@ export async function spawnCli (cwd: string, args: string[]): Promise<CliResult>
   child.stderr.on('data', (d) => { stderr += d })
   const [code] = await once(child, 'exit') as [number]
   return { code, stdout, stderr }
+}
+
+/** Processes whose command line mentions `dir` (but not the shell of the test's own terminal). */
+export async function processesUsing (dir: string): Promise<string[]> {
+  const found: string[] = []
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const argv = (await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0')
+    if (['sh', 'bash', 'tmux'].includes(path.basename(argv[0] ?? ''))) continue
+    if (argv.some((a) => a.includes(dir))) found.push(`${entry}: ${argv.join(' ')}`)
+  }
+  return found
 }

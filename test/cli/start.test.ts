@@ -1,16 +1,14 @@
-// `npm start` as a new user runs it: headless (as CI runs it), and in a terminal (tmux), where it
-// opens the terminal console on the fleet. Headless: a console, agents as processes, a
-// staged rollout with one designed failure. Run twice on one data folder: the second run reuses
-// the keys and builds the fleet again. Afterwards no process of the demo may be left.
+// `npm start` as a new user runs it, headless (as CI runs it; start-terminal.test.ts runs it in a
+// terminal): a console, agents as processes, a staged rollout with one designed failure. Run twice
+// on one data folder: the second run reuses the keys and builds the fleet again. Afterwards no
+// process of the demo may be left.
 import t from 'tap'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { spawn, execFile, execFileSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { randomBytes } from 'node:crypto'
-import { promisify } from 'node:util'
-import { cli, root, type CliResult } from './helpers.js'
+import { cli, processesUsing, root, type CliResult } from './helpers.js'
 
 interface Run { code: number | null, stdout: string, stderr: string, summary: any }
 
@@ -28,17 +26,6 @@ async function npmStart (args: string[]): Promise<Run> {
   return { code, stdout, stderr, summary }
 }
 
-/** Processes whose command line mentions `dir` (but not the shell of the test's own terminal). */
-async function processesUsing (dir: string): Promise<string[]> {
-  const found: string[] = []
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const argv = (await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0')
-    if (['sh', 'bash', 'tmux'].includes(path.basename(argv[0] ?? ''))) continue
-    if (argv.some((a) => a.includes(dir))) found.push(`${entry}: ${argv.join(' ')}`)
-  }
-  return found
-}
 
 t.test('npm start -- --headless: the fleet demo plays out, twice on one data folder', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ps-start-'))
@@ -46,7 +33,11 @@ t.test('npm start -- --headless: the fleet demo plays out, twice on one data fol
   const data = path.join(dir, 'data')
   let rootBytes: Buffer | null = null
   for (const [run, args] of [[1, ['--agents', '8']], [2, ['--agents', '6', '--size-mib', '2']]] as const) {
-    const running = npmStart(['--headless', '--json', '--data', data, '--window-in', '5', '--soak', '3', ...args])
+    // The broad ring's window opens at a whole minute at least --window-in seconds away. In the
+    // first run it must open after the broad ring has its package (~25 s in), or nobody waits;
+    // the second run needs no waiting and keeps it short.
+    const windowIn = run === 1 ? '40' : '5'
+    const running = npmStart(['--headless', '--json', '--data', data, '--window-in', windowIn, '--soak', '3', ...args])
     if (run === 1) {
       // What the README suggests while the demo runs: the CLI on the demo's console, by its socket.
       let shown: CliResult | null = null
@@ -75,7 +66,7 @@ t.test('npm start -- --headless: the fleet demo plays out, twice on one data fol
     t.ok(s.wanSavings > 0, `WAN savings ${s.wanSavings} > 0`)
     t.ok(s.bytes.site + s.bytes.peer > 0, 'peers passed bytes on')
     t.equal(s.timeToPatch.count, endpoints - 1)
-    t.match(r.stderr, /waiting-window/, 'the broad ring waited for its window')
+    if (run === 1) t.match(r.stderr, /waiting-window/, 'the broad ring waited for its window')
     t.match(r.stderr, /rolled-back/, 'the progress shows the rollback')
     for (const pid of s.agentPids) t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `agent ${pid} has ended`)
     t.same(await processesUsing(data), [], 'no process of the demo is left')
@@ -84,38 +75,4 @@ t.test('npm start -- --headless: the fleet demo plays out, twice on one data fol
     else t.match(r.stderr, /new root, release and console keys/)
     rootBytes = bytes
   }
-})
-
-const execFileP = promisify(execFile)
-const hasTmux = (() => { try { execFileSync('tmux', ['-V'], { stdio: 'ignore' }); return true } catch { return false } })()
-
-t.test('npm start in a terminal: the terminal console shows the rollout; Ctrl-C ends the demo with its summary', { skip: !hasTmux && 'needs tmux' }, async (t) => {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ps-start-tui-'))
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  const server = `ps-start-${randomBytes(4).toString('hex')}`
-  const tmux = (...args: string[]) => execFileP('tmux', ['-L', server, '-f', '/dev/null', ...args], { env: { ...process.env, TMUX: '' } })
-  t.teardown(() => tmux('kill-server').catch(() => {}))
-  const data = path.join(dir, 'data')
-  // CI=true would make the demo headless: a person at a terminal does not have it set.
-  const shell = `cd '${root}' && env -u CI TERM=xterm-256color LANG=C.UTF-8 npm start -- --data '${data}' --agents 6 --size-mib 1 --window-in 5 --soak 1 2>/dev/null; echo "EXIT:$?"; sleep 600`
-  await tmux('new-session', '-d', '-s', 'main', '-x', '160', '-y', '36', shell)
-  const screen = async () => (await tmux('capture-pane', '-p', '-t', 'main')).stdout
-  const until = async (what: string, pattern: RegExp, ms: number) => {
-    const end = Date.now() + ms
-    for (;;) {
-      const s = await screen()
-      if (pattern.test(s)) return s
-      if (Date.now() > end) { t.comment(s); throw new Error(`timed out waiting for ${what}`) }
-      await new Promise((resolve) => setTimeout(resolve, 250))
-    }
-  }
-  await until('the terminal console', /patchswarm › Rollouts[\s\S]*demo-service/, 90_000)
-  const done = await until('the rollout to complete on screen', /demo-service\S*\s+demo-service 1\.0\.0\s+northwind-it\s+completed/, 150_000)
-  t.match(done, /5\/6\s+1/, 'the rollouts view counts 5 installed and 1 failed')
-  await tmux('send-keys', '-t', 'main', 'C-c')
-  const summary = await until('the summary after the screen closed', /EXIT:\d+/, 30_000)
-  t.match(summary, /patched\s+5 of 6 endpoints/)
-  t.match(summary, /rolled back\s+1: pc-06/)
-  t.match(summary, /EXIT:0/)
-  t.same(await processesUsing(data), [], 'no process of the demo is left')
 })
