@@ -58,7 +58,8 @@ export class PackageStore implements ReceiveHost {
   close (): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.ops])
-      for (const rx of this.receives.values()) await (await rx.catch(() => null))?.releaseHandles()
+      // A failed sync is left to the re-hash at the next open, which drops what did not reach the disk.
+      for (const rx of this.receives.values()) await (await rx.catch(() => null))?.releaseHandles().catch(() => {})
       for (const reader of this.readers) await reader.close()
       this.readers.clear()
       this.receives.clear()

@@ -1,6 +1,12 @@
 // Receiving a package chunk by chunk into its staging area. The staging files are created at their
-// final sizes; each verified chunk is written to every place it belongs, synced, and then recorded
-// in LevelDB, so after a crash only unrecorded chunks are needed again (recorded ones are re-hashed).
+// final sizes; each verified chunk is written to every place it belongs and then recorded in
+// LevelDB, so after a crash only unrecorded chunks are needed again (recorded ones are re-hashed).
+//
+// Recording does not wait for the disk. A killed process loses nothing: the kernel holds its writes.
+// After a power cut the re-hash at open drops every recorded chunk whose bytes did not reach the
+// disk. So the files and the records are synced in the background at most SYNC_EVERY_MS apart, and
+// before commit and close: a power cut costs at most about that much of the download again. (A
+// sync per chunk, as before, took ~1.5 ms of CPU per MiB and two fsyncs per chunk.)
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PatchswarmError } from '../errors.js'
@@ -8,6 +14,9 @@ import { contentHashHex, writeAtomic } from '../crypto/index.js'
 import { manifestBytes, placementsOf, type Manifest, type Placement } from './manifest.js'
 import { checkTree, locate, readAt, makeWritable, OpenFiles } from './tree.js'
 import type { StoreDb } from './store-db.js'
+
+/** How far apart the background syncs of a receive's files and records are, at most (ms). */
+export const SYNC_EVERY_MS = 1000
 
 export interface ReceiveProgress {
   chunks: number
@@ -43,12 +52,15 @@ export class PackageReceive {
   private done: boolean
   private copied = 0
   private received = 0
-  // Group commit: chunks written since the last flush wait for one datasync per touched file and
-  // one synced batch that records them all, instead of a sync each.
+  // Group commit: chunks written since the last flush are recorded in one batch.
   private readonly openFiles: OpenFiles // one handle per staged file for the whole receive
-  private readonly dirty = new Set<string>()
   private pending: Array<{ ci: number, done: (err?: Error) => void }> = []
   private flushing: Promise<void> | null = null
+  // Background sync: files written since the last one, when it started, and what it is doing.
+  private readonly dirty = new Set<string>()
+  private lastSync = Date.now()
+  private syncing: Promise<void> | null = null
+  private syncError: Error | null = null
 
   constructor (host: ReceiveHost, root: string, digest: string, m: Manifest, done = false) {
     this.host = host
@@ -177,10 +189,16 @@ export class PackageReceive {
   private async finish () {
     this.host.assertOpen()
     await Promise.all(this.writing.values())
-    await this.releaseHandles()
     const left = this.manifest.chunks.length - this.have.size
-    if (left > 0) throw PatchswarmError.PACKAGE_INCOMPLETE(`package ${this.digest.slice(0, 16)}… still misses ${left} of ${this.manifest.chunks.length} chunks`)
-    const check = await checkTree(this.files, this.manifest)
+    if (left > 0) {
+      await this.releaseHandles()
+      throw PatchswarmError.PACKAGE_INCOMPLETE(`package ${this.digest.slice(0, 16)}… still misses ${left} of ${this.manifest.chunks.length} chunks`)
+    }
+    // The last sync waits for the disk while the re-hash reads the page cache: both at once.
+    const [synced, checked] = await Promise.allSettled([this.releaseHandles(), checkTree(this.files, this.manifest)])
+    if (synced.status === 'rejected') throw synced.reason
+    if (checked.status === 'rejected') throw checked.reason
+    const check = checked.value
     if (check.first !== null) {
       // Rotted on disk since it was written: those chunks are needed again.
       await this.forget(check.bad)
@@ -205,9 +223,9 @@ export class PackageReceive {
   }
 
   /**
-   * Resolves once chunk `ci` is on disk and recorded as staged. The first waiter flushes at once;
-   * whoever arrives during that flush goes in the next one, so a lone chunk waits for nothing
-   * and a burst shares its syncs.
+   * Resolves once chunk `ci` is recorded as staged. The first waiter flushes at once; whoever
+   * arrives during that flush goes in the next one, so a lone chunk waits for nothing and a burst
+   * shares one batch.
    */
   private durable (ci: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -224,21 +242,45 @@ export class PackageReceive {
     const batch = this.pending
     this.pending = []
     if (batch.length === 0) return
-    const files = [...this.dirty]
-    this.dirty.clear()
+    // Once a second this batch is a synced one: LevelDB then syncs its log with every batch before.
+    const syncNow = Date.now() - this.lastSync >= SYNC_EVERY_MS
     try {
-      for (const f of files) await (await this.openFiles.get(f)).datasync()
-      await this.host.db.markStaged(this.digest, batch.map((b) => this.manifest.chunks[b.ci]!.hash))
+      if (this.syncError) throw this.syncError
+      if (syncNow) this.syncInBackground()
+      await this.host.db.markStaged(this.digest, batch.map((b) => this.manifest.chunks[b.ci]!.hash), { sync: syncNow })
       for (const b of batch) b.done()
     } catch (err) {
       for (const b of batch) b.done(err as Error)
     }
   }
 
-  /** Closes the staged files (before they are moved, and when the store closes). */
+  // A failed sync fails the next flush and the commit: the page cache may have dropped what it
+  // could not write, so what was written since is no longer known to be there.
+  private syncInBackground (): void {
+    this.lastSync = Date.now()
+    this.syncing ??= this.syncFiles().catch((err: Error) => { this.syncError ??= err }).finally(() => { this.syncing = null })
+  }
+
+  private async syncFiles (): Promise<void> {
+    const files = [...this.dirty]
+    this.dirty.clear()
+    for (const f of files) await (await this.openFiles.get(f)).datasync()
+  }
+
+  /** Syncs and closes the staged files (before they are moved, and when the store closes). */
   async releaseHandles (): Promise<void> {
     await this.flushing
-    await this.openFiles.closeAll()
+    await this.syncing
+    try {
+      await this.syncFiles()
+    } finally {
+      await this.openFiles.closeAll()
+    }
+    if (this.syncError) {
+      const err = this.syncError
+      this.syncError = null
+      throw err
+    }
   }
 
   // Chunks recorded before a restart: keep those whose every placement still hashes right.

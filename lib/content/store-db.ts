@@ -1,7 +1,7 @@
 // The package store's LevelDB key spaces, as sublevels of whatever database or sublevel it is given:
 //   chunks    `${chunkHash}!${digest}` -> { path, offset, length }   one local copy per package
 //   packages  digest -> { size, files, chunks }                        committed packages
-//   staged    `${digest}!${chunkHash}` -> 1                            chunks durably written to staging
+//   staged    `${digest}!${chunkHash}` -> 1                            chunks written to staging (re-hashed at open)
 import { sublevel, type Database, type Sublevel } from '../store/db.js'
 import type { Manifest } from './manifest.js'
 import { placementsOf } from './manifest.js'
@@ -75,9 +75,9 @@ export class StoreDb {
     return out
   }
 
-  /** Records staged chunks in one synced batch. */
-  async markStaged (digest: string, hashes: string[]) {
-    await this.staged.batch(hashes.map((h) => ({ type: 'put' as const, key: `${digest}!${h}`, value: 1 })), { sync: true } as object)
+  /** Records staged chunks in one batch; with `sync`, on disk (with every batch before it) when it resolves. */
+  async markStaged (digest: string, hashes: string[], opts: { sync: boolean }) {
+    await this.staged.batch(hashes.map((h) => ({ type: 'put' as const, key: `${digest}!${h}`, value: 1 })), { sync: opts.sync } as object)
   }
 
   async unmarkStaged (digest: string, hashes: Iterable<string>) {
