@@ -3,12 +3,13 @@
 // (fixtures/swarm-peer.ts). close() kills every process it started and removes the folder; it is
 // also run on SIGINT/SIGTERM and on exit, so no peer outlives the benchmark.
 import fs from 'node:fs/promises'
-import { rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { generateKeyPair } from '../lib/crypto/keys.js'
 import { buildManifest, manifestBytes, manifestDigest, type Manifest, type ChunkingParams } from '../lib/content/index.js'
 import { startTestnet, type LocalTestnet } from '../lib/swarm/transport.js'
@@ -17,6 +18,8 @@ import type { PeerConfig } from '../fixtures/swarm-peer.js'
 import { makeOrg, seededBytes, type Org } from '../fixtures/org.js'
 
 export const MiB = 1024 * 1024
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 export interface World {
   base: string
@@ -32,14 +35,23 @@ export interface World {
   close (): Promise<void>
 }
 
+/** The node flags of `patchswarm` as installed: those on the #! line of bin/patchswarm.ts. */
+export function deployedNodeArgs (): string[] {
+  const first = readFileSync(path.join(root, 'bin/patchswarm.ts'), 'utf8').split('\n', 1)[0]!
+  const words = first.replace(/^#!/, '').trim().split(/\s+/)
+  return words.slice(words.indexOf('node') + 1)
+}
+
 /**
- * Extra node flags for every peer: BENCH_PROF=dir → `--cpu-prof --cpu-prof-dir dir`;
+ * Node flags for every process a benchmark starts, ours and the baselines alike: the deployed ones
+ * (BENCH_DEPLOYED_FLAGS=0 leaves them out); BENCH_PROF=dir → `--cpu-prof --cpu-prof-dir dir`;
  * BENCH_NODE_ARGS (space-separated) for others, e.g. `--trace-gc`, which NODE_OPTIONS refuses.
  */
 export function nodeArgs (): string[] {
   const dir = process.env.BENCH_PROF
   const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
-  return [...(dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir)] : []), ...extra]
+  const deployed = process.env.BENCH_DEPLOYED_FLAGS === '0' ? [] : deployedNodeArgs()
+  return [...deployed, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir)] : []), ...extra]
 }
 
 export async function makeWorld (size: number, chunking: Partial<ChunkingParams> = {}): Promise<World> {

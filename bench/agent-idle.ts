@@ -21,8 +21,9 @@
 // temporary folder (dist/ is left alone). AGENT_RUNTIME=tsx runs it from source instead, to see
 // what that costs; AGENT_RUNTIME=build forces a fresh compile.
 //
-// It runs with the Node options of the agent's systemd unit (deploy/patchswarm-agent.service, its
-// `Environment=NODE_OPTIONS=` line), as deployed; AGENT_NODE_OPTIONS= (empty) measures without them.
+// It runs as deployed: with the node flags of the #! line of bin/patchswarm.ts and the Node options
+// of the agent's systemd unit (deploy/patchswarm-agent.service, its `Environment=NODE_OPTIONS=`
+// line); AGENT_NODE_OPTIONS= (empty) measures without the latter.
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs/promises'
@@ -39,6 +40,7 @@ import { makeConsoleOrg, openConsole, OWNER } from '../fixtures/console-org.js'
 import { enrollAgent } from '../agent/enroll.js'
 import { DEFAULT_CHECK_IN_CRON, DEFAULT_CHECK_IN_JITTER_SECONDS } from '../agent/config.js'
 import type { BenchResult } from './run.js'
+import { deployedNodeArgs } from './_world.js'
 
 export const summary = { figure: 'rss_mb', baseline: 'baseline_rss_mb', goal: 'rss_mb <= 80, cpu_pct <= 0.5' }
 
@@ -218,7 +220,7 @@ export async function run (): Promise<BenchResult> {
 
     // Both processes start at the same instant and live through the same window.
     const started = Date.now()
-    agent = spawn(process.execPath, [...runtime.args, 'agent', 'run', '--data', agentDir], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } })
+    agent = spawn(process.execPath, [...deployedNodeArgs(), ...runtime.args, 'agent', 'run', '--data', agentDir], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } })
     baseline = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e3)'], { cwd: work, stdio: 'ignore' })
     agent.stderr!.on('data', (d) => { if (agentStderr.length < 64 * 1024) agentStderr += d })
     const a = agent
@@ -266,6 +268,7 @@ export async function run (): Promise<BenchResult> {
       idle_s: round(seconds, 1),
       settle_s: settleS,
       agent_runtime: runtime.kind,
+      node_flags: deployedNodeArgs().join(' '),
       node_options: nodeOptions,
       clk_tck: hz,
       samples: rssA.length,

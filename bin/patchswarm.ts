@@ -1,4 +1,10 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-heap-size=128
+// The V8 flag: a swarm node encrypts every message into a fresh 256 KiB buffer, which V8 counts
+// against the old generation's limit until a full collection frees it. A process whose limit was
+// already sized to a small live heap (a console after an import, an agent after its start-up) ran a
+// full mark-compact every ~24 MB sent: ~20 per 256 MiB, ~1.5 ms of CPU per MiB. With the initial
+// size at 128 MB it runs none (48: 16, 64: 7, measured). Node refuses it in NODE_OPTIONS, so it is
+// here, where `patchswarm` starts; the benchmarks start their processes with the same flags.
 import { main } from './cli.js'
 
 // A reader that went away (`patchswarm demo | head`) must not crash a command half way: a console

@@ -290,3 +290,18 @@ t.test('systemd-analyze verify', { skip: analyze === '' ? noAnalyze : false }, a
   const unexpected = ours.filter((l) => !newer.some((k) => l.includes(`Unknown key '${k}'`) || l.includes(`Unknown key name '${k}'`)))
   t.same(unexpected, [], `systemd ${major} has nothing to say about the units`)
 })
+
+t.test('both units start node with the flags of the #! line of bin/patchswarm.ts', async (t) => {
+  // The units run `/usr/bin/env patchswarm`: the kernel runs the #! line of the installed script
+  // (the compiled bin/patchswarm.ts, whose first line tsc keeps). A script with the same line,
+  // run the same way, shows that env splits it (-S) and node starts with the flags.
+  const first = (await fs.readFile(path.join(root, 'bin/patchswarm.ts'), 'utf8')).split('\n', 1)[0]!
+  t.match(first, /^#!\/usr\/bin\/env -S node( --[a-z-]+=\d+)+$/, 'env -S node, then the flags')
+  const flags = first.split(' ').slice(3)
+  t.ok(flags.includes('--initial-heap-size=128'), 'the old generation starts large (see the comment there)')
+  const dir = t.testdir()
+  const script = path.join(dir, 'flags.mjs')
+  await fs.writeFile(script, `${first}\nconsole.log(JSON.stringify(process.execArgv))\n`, { mode: 0o755 })
+  const { stdout } = await run(script, [], { env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}` } })
+  t.same(JSON.parse(stdout), flags, 'node runs with them')
+})
