@@ -5,6 +5,7 @@ import path from 'node:path'
 import { PatchswarmError } from '../errors.js'
 import { contentHashHex } from '../crypto/index.js'
 import type { Manifest } from './manifest.js'
+import { checkInWorker, type FileCheckJob } from './check-worker.js'
 
 /** Absolute location of a manifest path under `root` (paths are already validated). */
 export function locate (root: string, p: string): string {
@@ -29,10 +30,15 @@ export interface TreeCheck {
   first: string | null
 }
 
+/** Trees of at least this many bytes are checked on two threads when nothing is copied. */
+export const PARALLEL_CHECK_BYTES = 32 * 1024 * 1024
+
 /**
  * Reads every file of `m` under `root` chunk by chunk and compares each chunk's hash. With `copyTo`,
  * writes exactly the bytes it checked to the same paths under `copyTo` (which must not hold them
  * yet) and stops at the first bad chunk. Files that are longer than the manifest says are bad.
+ * Without `copyTo`, a tree of PARALLEL_CHECK_BYTES or more is split: a worker thread re-hashes the
+ * chunks that start in the second half of its bytes while this thread does the first half.
  */
 export async function checkTree (root: string, m: Manifest, opts: { copyTo?: string, stopAtFirst?: boolean } = {}): Promise<TreeCheck> {
   const result: TreeCheck = { bad: new Set(), first: null }
@@ -43,57 +49,94 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
   // Two buffers: the next chunk is read while this one is hashed (and copied).
   const bufs = [Buffer.allocUnsafe(m.chunking.max), Buffer.allocUnsafe(m.chunking.max)] as const
   const stop = () => result.first !== null && (opts.stopAtFirst || opts.copyTo !== undefined)
-  if (opts.copyTo) for (const d of m.dirs) await fs.mkdir(locate(opts.copyTo, d))
-  for (const f of m.files) {
-    if (stop()) break
-    let fh: fs.FileHandle
-    try {
-      fh = await fs.open(locate(root, f.path), 'r')
-    } catch (err) {
-      fail(f.chunks[0] ?? -1, `${f.path}: cannot open (${(err as NodeJS.ErrnoException).code})`)
-      for (const ci of f.chunks) result.bad.add(ci)
-      continue
-    }
-    let next: Promise<number> | null = null
-    const readAhead = (k: number, offset: number): Promise<number> | null => {
-      if (k >= f.chunks.length) return null
-      const read = readAt(fh, bufs[k % 2]!, m.chunks[f.chunks[k]!]!.size, offset)
-      read.catch(() => {}) // awaited below, unless we stop first
-      return read
-    }
-    let out: fs.FileHandle | null = null
-    try {
-      out = opts.copyTo ? await fs.open(locate(opts.copyTo, f.path), 'wx', 0o600) : null
-      let offset = 0
-      next = readAhead(0, 0)
-      for (let k = 0; k < f.chunks.length; k++) {
-        const ci = f.chunks[k]!
-        const { hash, size } = m.chunks[ci]!
-        const n = await next!
-        // The other buffer is free: the chunk before this one was checked (and written) already.
-        next = readAhead(k + 1, offset + size)
-        const bytes = bufs[k % 2]!.subarray(0, n)
-        if (n !== size || contentHashHex(bytes) !== hash) {
-          fail(ci, `${f.path}: chunk ${ci} at offset ${offset} does not match its hash`)
-          if (stop()) break
-        } else if (out) {
-          await out.write(bytes, 0, n, offset)
+  const { own, theirs } = splitWork(root, m, opts.copyTo === undefined && m.size >= PARALLEL_CHECK_BYTES)
+  const helper = theirs.length > 0 ? checkInWorker(theirs, m.chunking.max) : null
+  let settled = false
+  try {
+    if (opts.copyTo) for (const d of m.dirs) await fs.mkdir(locate(opts.copyTo, d))
+    for (const [fi, f] of m.files.entries()) {
+      if (stop()) break
+      let fh: fs.FileHandle
+      try {
+        fh = await fs.open(locate(root, f.path), 'r')
+      } catch (err) {
+        fail(f.chunks[0] ?? -1, `${f.path}: cannot open (${(err as NodeJS.ErrnoException).code})`)
+        for (const ci of f.chunks) result.bad.add(ci)
+        continue
+      }
+      const mine = own[fi]!
+      let next: Promise<number> | null = null
+      const readAhead = (j: number): Promise<number> | null => {
+        if (j >= mine.length) return null
+        const read = readAt(fh, bufs[j % 2]!, m.chunks[mine[j]!.chunk]!.size, mine[j]!.offset)
+        read.catch(() => {}) // awaited below, unless we stop first
+        return read
+      }
+      let out: fs.FileHandle | null = null
+      try {
+        out = opts.copyTo ? await fs.open(locate(opts.copyTo, f.path), 'wx', 0o600) : null
+        next = readAhead(0)
+        for (let j = 0; j < mine.length; j++) {
+          const { chunk: ci, offset } = mine[j]!
+          const { hash, size } = m.chunks[ci]!
+          const n = await next!
+          // The other buffer is free: the chunk before this one was checked (and written) already.
+          next = readAhead(j + 1)
+          const bytes = bufs[j % 2]!.subarray(0, n)
+          if (n !== size || contentHashHex(bytes) !== hash) {
+            fail(ci, `${f.path}: chunk ${ci} at offset ${offset} does not match its hash`)
+            if (stop()) break
+          } else if (out) {
+            await out.write(bytes, 0, n, offset)
+          }
         }
-        offset += size
+        if (!stop()) {
+          const { size } = await fh.stat()
+          if (size !== f.size) fail(f.chunks.at(-1) ?? -1, `${f.path}: file is ${size} bytes, the manifest says ${f.size}`)
+        }
+        if (out) await out.sync()
+      } finally {
+        await next?.catch(() => {}) // a read started before we stopped ends before its file closes
+        await fh.close()
+        await out?.close()
       }
-      if (!stop()) {
-        const { size } = await fh.stat()
-        if (size !== f.size) fail(f.chunks.at(-1) ?? -1, `${f.path}: file is ${size} bytes, the manifest says ${f.size}`)
-      }
-      if (out) await out.sync()
-    } finally {
-      await next?.catch(() => {}) // a read started before we stopped ends before its file closes
-      await fh.close()
-      await out?.close()
     }
+    if (helper && !stop()) {
+      const bad = await helper.bad
+      settled = true
+      for (const b of bad) {
+        const where = path.relative(root, b.file).split(path.sep).join('/')
+        fail(b.chunk, b.unreadable ? `${where}: cannot open (${b.unreadable})` : `${where}: chunk ${b.chunk} at offset ${b.offset} does not match its hash`)
+      }
+    }
+  } finally {
+    if (!settled) helper?.stop() // stopped at a bad chunk, or failed: its answer is not needed
   }
   result.bad.delete(-1)
   return result
+}
+
+/** Each file's chunks for this thread ([file index] → chunk and offset), and the worker's jobs. */
+export function splitWork (root: string, m: Manifest, parallel: boolean): { own: Array<Array<{ chunk: number, offset: number }>>, theirs: FileCheckJob[] } {
+  const half = parallel ? m.size / 2 : Infinity
+  const own: Array<Array<{ chunk: number, offset: number }>> = []
+  const theirs: FileCheckJob[] = []
+  let before = 0 // bytes of the files before this one
+  for (const f of m.files) {
+    const mine: Array<{ chunk: number, offset: number }> = []
+    const job: FileCheckJob = { file: locate(root, f.path), chunks: [] }
+    let offset = 0
+    for (const ci of f.chunks) {
+      const { hash, size } = m.chunks[ci]!
+      if (before + offset >= half) job.chunks.push([ci, offset, size, hash])
+      else mine.push({ chunk: ci, offset })
+      offset += size
+    }
+    own.push(mine)
+    if (job.chunks.length > 0) theirs.push(job)
+    before += offset
+  }
+  return { own, theirs }
 }
 
 export function throwIfBad (check: TreeCheck, what: string) {

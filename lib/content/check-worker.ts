@@ -1,0 +1,76 @@
+// Re-hashing chunks of files on a worker thread, so that checking a large tree (a receive's
+// commit, a store's verify) uses a second core: checkTree gives it part of the chunks and hashes
+// the rest itself. The worker reads with its own file descriptors and its own buffer.
+import { Worker } from 'node:worker_threads'
+import { PatchswarmError } from '../errors.js'
+
+/** The chunks of one file to re-hash: [chunk index, offset, size, SHA-256 hex] each. */
+export interface FileCheckJob {
+  file: string
+  chunks: Array<[number, number, number, string]>
+}
+
+/** A chunk that did not match: its index, and where it lies (the worker's own words for why). */
+export interface BadChunk {
+  chunk: number
+  offset: number
+  file: string
+  unreadable?: string
+}
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads')
+const fs = require('node:fs')
+const { createHash } = require('node:crypto')
+const buf = Buffer.allocUnsafe(workerData.max)
+const bad = []
+for (const job of workerData.jobs) {
+  let fd
+  try {
+    fd = fs.openSync(job.file, 'r')
+  } catch (err) {
+    for (const [chunk, offset] of job.chunks) bad.push({ chunk, offset, file: job.file, unreadable: err.code })
+    continue
+  }
+  try {
+    for (const [chunk, offset, size, hash] of job.chunks) {
+      let n = 0
+      while (n < size) {
+        const r = fs.readSync(fd, buf, n, size - n, offset + n)
+        if (r === 0) break
+        n += r
+      }
+      if (n !== size || createHash('sha256').update(buf.subarray(0, n)).digest('hex') !== hash) bad.push({ chunk, offset, file: job.file })
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+parentPort.postMessage(bad)
+`
+
+export interface WorkerCheck {
+  /** The chunks that did not match, once the worker is through. */
+  readonly bad: Promise<BadChunk[]>
+  /** Ends the worker early (its result is then an empty list). */
+  stop (): void
+}
+
+/** Starts one worker on `jobs`; `max` is the largest chunk size among them. */
+export function checkInWorker (jobs: FileCheckJob[], max: number): WorkerCheck {
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { jobs, max } })
+  let stopped = false
+  const bad = new Promise<BadChunk[]>((resolve, reject) => {
+    worker.once('message', (list: BadChunk[]) => resolve(list))
+    worker.once('error', (err) => reject(PatchswarmError.IO_ERROR(`re-hashing on a worker thread failed: ${err.message}`, err)))
+    worker.once('exit', () => stopped ? resolve([]) : reject(PatchswarmError.IO_ERROR('the re-hashing worker thread exited without a result')))
+  })
+  bad.catch(() => {}) // awaited by the caller, unless it stops first
+  return {
+    bad,
+    stop () {
+      stopped = true
+      void worker.terminate()
+    }
+  }
+}

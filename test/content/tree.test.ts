@@ -1,0 +1,98 @@
+// checkTree on a tree large enough to be split between this thread and a worker: a flipped byte is
+// found in either half, with the same message; a missing file and a stop at the first bad chunk
+// still work; a copy (checkout) is never split.
+import t from 'tap'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { buildManifest } from '../../lib/content/source.js'
+import { placementsOf, type Manifest } from '../../lib/content/manifest.js'
+import { checkTree, splitWork, PARALLEL_CHECK_BYTES } from '../../lib/content/tree.js'
+
+const CHUNKS = { min: 64 * 1024, avg: 256 * 1024, max: 1024 * 1024 }
+const MiB = 1024 * 1024
+
+// Two files; together a little over the parallel threshold, so the second half starts in `b`.
+async function bigTree (t: any): Promise<{ root: string, m: Manifest }> {
+  const root = t.testdir()
+  const a = PARALLEL_CHECK_BYTES / 2 - 3 * MiB
+  await fs.writeFile(path.join(root, 'a'), randomBytes(a))
+  await fs.mkdir(path.join(root, 'sub'))
+  await fs.writeFile(path.join(root, 'sub/b'), randomBytes(PARALLEL_CHECK_BYTES / 2 + 8 * MiB))
+  return { root, m: await buildManifest(root, CHUNKS) }
+}
+
+async function flip (root: string, file: string, at: number) {
+  const fh = await fs.open(path.join(root, file), 'r+')
+  const b = Buffer.alloc(1)
+  await fh.read(b, 0, 1, at)
+  b[0] = b[0]! ^ 0x40
+  await fh.write(b, 0, 1, at)
+  await fh.close()
+}
+
+/** The chunk of `file` holding byte `at`, and where it starts. */
+function chunkAt (m: Manifest, file: string, at: number) {
+  const p = placementsOf(m).find((x) => x.path === file && x.offset <= at && at < x.offset + x.size)!
+  return { chunk: p.chunk, offset: p.offset }
+}
+
+t.test('a sound tree checks clean on two threads', async (t) => {
+  const { root, m } = await bigTree(t)
+  t.ok(m.size >= PARALLEL_CHECK_BYTES, `${(m.size / MiB).toFixed(1)} MiB: split`)
+  const { own, theirs } = splitWork(root, m, true)
+  const mine = own.flat().map((c) => c.chunk)
+  const worker = theirs.flatMap((j) => j.chunks.map((c) => c[0]))
+  t.ok(worker.length > 0 && mine.length > 0, `this thread ${mine.length} chunks, the worker ${worker.length}`)
+  t.same([...mine, ...worker].sort((x, y) => x - y), m.chunks.map((_, i) => i), 'every chunk once')
+  t.same(theirs.map((j) => path.relative(root, j.file)), ['sub/b'], 'the second half lies in sub/b')
+  t.same(splitWork(root, m, false).theirs, [], 'not split when asked not to')
+  const check = await checkTree(root, m)
+  t.equal(check.first, null)
+  t.equal(check.bad.size, 0)
+})
+
+t.test('a flipped byte is found in this thread\'s half and in the worker\'s', async (t) => {
+  for (const [file, at, half] of [['a', 1000, 'first'], ['sub/b', 20 * MiB, 'second']] as const) {
+    const { root, m } = await bigTree(t)
+    await flip(root, file, at)
+    const { chunk, offset } = chunkAt(m, file, at)
+    const check = await checkTree(root, m)
+    t.same([...check.bad], [chunk], `${half} half: exactly the chunk with the byte`)
+    t.equal(check.first, `${file}: chunk ${chunk} at offset ${offset} does not match its hash`, `${half} half: the same message`)
+  }
+})
+
+t.test('bad chunks in both halves are all reported; stopAtFirst stops at one', async (t) => {
+  const { root, m } = await bigTree(t)
+  await flip(root, 'a', 5)
+  await flip(root, 'sub/b', 22 * MiB)
+  const all = await checkTree(root, m)
+  t.same([...all.bad].sort((x, y) => x - y), [chunkAt(m, 'a', 5).chunk, chunkAt(m, 'sub/b', 22 * MiB).chunk].sort((x, y) => x - y))
+  t.match(all.first, /^a: chunk/, 'the first message is the first file\'s')
+  const first = await checkTree(root, m, { stopAtFirst: true })
+  t.equal(first.bad.size, 1)
+})
+
+t.test('a missing or short file in the worker\'s half', async (t) => {
+  const { root, m } = await bigTree(t)
+  const b = path.join(root, 'sub/b')
+  const bytes = await fs.readFile(b)
+  await fs.rm(b)
+  const gone = await checkTree(root, m)
+  t.match(gone.first, 'sub/b: cannot open (ENOENT)')
+  const inB = m.files.find((f) => f.path === 'sub/b')!.chunks
+  t.same([...gone.bad].sort((x, y) => x - y), [...inB].sort((x, y) => x - y), 'all of its chunks are bad')
+  await fs.writeFile(b, bytes.subarray(0, bytes.length - 10))
+  const short = await checkTree(root, m)
+  t.ok(short.bad.has(inB.at(-1)!), 'its last chunk is bad')
+})
+
+t.test('a copy is checked on this thread and comes out identical', async (t) => {
+  const { root, m } = await bigTree(t)
+  const dest = path.join(root, 'out') // beside the tree's files; the manifest is made already
+  await fs.mkdir(dest)
+  const check = await checkTree(root, m, { copyTo: dest })
+  t.equal(check.first, null, String(check.first))
+  for (const f of ['a', 'sub/b']) t.ok((await fs.readFile(path.join(dest, f))).equals(await fs.readFile(path.join(root, f))), `${f} copied`)
+})
