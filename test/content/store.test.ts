@@ -4,6 +4,7 @@ import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { openDatabase, sublevel } from '../../lib/store/db.js'
 import { PackageStore } from '../../lib/content/package-store.js'
+import { SYNC_EVERY_MS } from '../../lib/content/receive.js'
 import { buildManifest } from '../../lib/content/source.js'
 import { placementsOf, type Manifest } from '../../lib/content/manifest.js'
 
@@ -173,6 +174,53 @@ t.test('a staged chunk that rots before commit is caught by commit', async (t) =
   for (const h of rx.missing()) await rx.putChunk(h, bytes.get(h)!)
   await rx.commit()
   t.ok(await store.has(rx.digest))
+})
+
+t.test('staged chunks are recorded at once and synced within about a second, also when they stop coming', async (t) => {
+  const { dir, store } = await setup(t)
+  const src = path.join(dir, 'src')
+  await makeSource(src)
+  const manifest = await buildManifest(src, SMALL)
+  const bytes = await chunkBytes(src, manifest)
+  const calls: Array<{ at: number, n: number, sync: boolean }> = []
+  const mark = store.db.markStaged.bind(store.db)
+  store.db.markStaged = async (digest, hashes, opts) => {
+    calls.push({ at: Date.now(), n: hashes.length, sync: opts.sync })
+    return mark(digest, hashes, opts)
+  }
+  const rx = await store.receive(manifest)
+  const hashes = rx.missing()
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  const t0 = Date.now()
+  // Chunks for 1.5 s: each is recorded before putChunk resolves; the flush that comes a second
+  // after the last sync is a synced one.
+  let unrecorded = 0
+  for (const [i, h] of hashes.entries()) {
+    const before = calls.length
+    await rx.putChunk(h, bytes.get(h)!)
+    if (calls.length === before) unrecorded++
+    if (Date.now() - t0 > 1500 || i === hashes.length - 2) break
+    await sleep(1500 / hashes.length)
+  }
+  t.equal(unrecorded, 0, 'every chunk recorded before putChunk resolved')
+  const unsynced = calls.filter((c) => !c.sync).length
+  t.ok(unsynced > 0, `${unsynced} of ${calls.length} batches recorded without a sync`)
+  t.ok(calls.some((c) => c.sync), 'a synced batch among those of the 1.5 s (a second after the receive began)')
+  // Then nothing comes: the last record is synced by the timer, about a second after it was made.
+  const last = calls.at(-1)!
+  if (!last.sync) {
+    for (let waited = 0; waited < 5000 && !calls.some((c) => c.at > last.at); waited += 50) await sleep(50)
+    const after = calls.filter((c) => c.at > last.at)
+    t.same(after.map((c) => ({ n: c.n, sync: c.sync })), [{ n: 1, sync: true }], 'one synced re-record of the last chunk')
+    t.ok(after[0]!.at - last.at <= 2 * SYNC_EVERY_MS, `${after[0]!.at - last.at} ms after it`)
+  }
+  // Idle and synced: no more writes.
+  const count = calls.length
+  await sleep(SYNC_EVERY_MS + 300)
+  t.equal(calls.length, count, 'nothing more while idle')
+  for (const h of rx.missing()) await rx.putChunk(h, bytes.get(h)!)
+  await rx.commit()
+  await store.verify(rx.digest)
 })
 
 t.test('dedup: v2 with a small change copies most chunks locally', async (t) => {
