@@ -58,7 +58,7 @@ export class PackageStore implements ReceiveHost {
   close (): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.ops])
-      // A failed sync is left to the re-hash at the next open, which drops what did not reach the disk.
+      // A failed sync ended that receive already; what it staged is re-hashed at the next open.
       for (const rx of this.receives.values()) await (await rx.catch(() => null))?.releaseHandles().catch(() => {})
       for (const reader of this.readers) await reader.close()
       this.readers.clear()
@@ -80,6 +80,13 @@ export class PackageStore implements ReceiveHost {
     const m = parseManifest(manifest)
     const digest = manifestDigest(m)
     let rx = this.receives.get(digest)
+    // One whose staging could not be synced is over: a new one re-hashes what is staged.
+    const failed = rx && (await rx.catch(() => null))?.failure
+    if (failed && this.receives.get(digest) === rx) {
+      this.receives.delete(digest)
+      await (await rx!).releaseHandles().catch(() => {})
+    }
+    rx = this.receives.get(digest)
     if (!rx) {
       rx = this.track(this.openReceive(digest, m))
       this.receives.set(digest, rx)
@@ -260,7 +267,12 @@ export class PackageStore implements ReceiveHost {
   private async openReceive (digest: string, m: Manifest): Promise<PackageReceive> {
     if (await this.db.getPackage(digest)) return new PackageReceive(this, path.join(this.packagesDir, digest), digest, m, true)
     const rx = new PackageReceive(this, path.join(this.stagingDir, digest), digest, m)
-    await rx.open()
+    try {
+      await rx.open()
+    } catch (err) {
+      await rx.releaseHandles().catch(() => {})
+      throw err
+    }
     return rx
   }
 

@@ -57,15 +57,21 @@ export class PackageReceive {
   private readonly openFiles: OpenFiles // one handle per staged file for the whole receive
   private pending: Array<{ ci: number, done: (err?: Error) => void }> = []
   private flushing: Promise<void> | null = null
-  // Background sync: files written since the last one, when it started, what it is doing; when
-  // the first record after it was made, and the timer that syncs if no flush comes to do it.
+  // Background sync: files written since their last sync; when the last sync was asked for; the
+  // sync running and whether another was asked for meanwhile; whether records were made since the
+  // last synced one, and the timer that syncs them when no flush comes to; the last chunk recorded.
   private readonly dirty = new Set<string>()
-  private lastSync = Date.now()
+  private lastSync = performance.now()
   private syncing: Promise<void> | null = null
-  private syncError: Error | null = null
-  private unsyncedSince: number | null = null
+  private syncAgain = false
+  private unsynced = false
+  private forceSync = false
   private syncTimer: NodeJS.Timeout | null = null
   private lastRecorded = -1
+  private releasing = false // releaseHandles() syncs everything itself
+  // A sync that failed ends the receive: the kernel may have dropped what it could not write while
+  // reads still see it, so nothing written since the last good sync is known to be on disk.
+  private failed: PatchswarmError | null = null
 
   constructor (host: ReceiveHost, root: string, digest: string, m: Manifest, done = false) {
     this.host = host
@@ -248,9 +254,10 @@ export class PackageReceive {
     this.pending = []
     if (batch.length === 0) return
     // Once a second this batch is a synced one: LevelDB then syncs its log with every batch before.
-    const syncNow = Date.now() - this.lastSync >= SYNC_EVERY_MS
+    const syncNow = this.forceSync || performance.now() - this.lastSync >= SYNC_EVERY_MS
+    this.forceSync = false
     try {
-      if (this.syncError) throw this.syncError
+      if (this.failed) throw this.failed
       if (syncNow) this.syncInBackground()
       else this.syncLater()
       await this.host.db.markStaged(this.digest, batch.map((b) => this.manifest.chunks[b.ci]!.hash), { sync: syncNow })
@@ -261,46 +268,81 @@ export class PackageReceive {
     }
   }
 
-  // When chunks stop coming, no flush syncs what the last ones wrote: recording the last chunk
-  // again (a put of the same key), SYNC_EVERY_MS after the first unsynced record, does.
+  /** Set once a sync of the staged files failed: the receive is over (PackageStore starts anew). */
+  get failure (): PatchswarmError | null {
+    return this.failed
+  }
+
+  // When chunks stop coming, no flush syncs what the last ones wrote: a second after the first
+  // unsynced record, the last chunk is recorded again (a put of the same key), synced.
   private syncLater (): void {
-    this.unsyncedSince ??= Date.now()
+    this.unsynced = true
+    if (this.releasing) return
     this.syncTimer ??= setTimeout(() => {
       this.syncTimer = null
-      if (this.unsyncedSince !== null && this.lastRecorded >= 0) this.durable(this.lastRecorded).catch(() => {})
+      if (!this.unsynced || this.lastRecorded < 0) return
+      this.forceSync = true
+      this.durable(this.lastRecorded).catch(() => {})
     }, SYNC_EVERY_MS).unref()
   }
 
-  // A failed sync fails the next flush and the commit: the page cache may have dropped what it
-  // could not write, so what was written since is no longer known to be there.
   private syncInBackground (): void {
-    this.lastSync = Date.now()
-    this.unsyncedSince = null
-    this.syncing ??= this.syncFiles().catch((err: Error) => { this.syncError ??= err }).finally(() => { this.syncing = null })
+    this.lastSync = performance.now()
+    this.unsynced = false
+    if (this.syncTimer) clearTimeout(this.syncTimer)
+    this.syncTimer = null
+    if (this.releasing) return
+    if (this.syncing) {
+      this.syncAgain = true // files written since the running sync took its list
+      return
+    }
+    this.syncing = this.syncWhileAsked().finally(() => { this.syncing = null })
+  }
+
+  private async syncWhileAsked (): Promise<void> {
+    do {
+      this.syncAgain = false
+      try {
+        await this.syncFiles()
+      } catch (err) {
+        this.fail(err as Error)
+        return
+      }
+    } while (this.syncAgain)
   }
 
   private async syncFiles (): Promise<void> {
-    const files = [...this.dirty]
-    this.dirty.clear()
-    for (const f of files) await (await this.openFiles.get(f)).datasync()
+    for (const f of [...this.dirty]) {
+      this.dirty.delete(f) // a write during its sync marks it dirty again
+      try {
+        await (await this.openFiles.get(f)).datasync()
+      } catch (err) {
+        this.dirty.add(f)
+        throw err
+      }
+    }
+  }
+
+  private fail (err: Error): void {
+    this.failed ??= PatchswarmError.IO_ERROR(`staged package ${this.digest.slice(0, 16)}… could not be synced to disk: ${err.message}`, err)
   }
 
   /** Syncs and closes the staged files (before they are moved, and when the store closes). */
   async releaseHandles (): Promise<void> {
+    this.releasing = true
     if (this.syncTimer) clearTimeout(this.syncTimer)
     this.syncTimer = null
-    await this.flushing
-    await this.syncing
     try {
-      await this.syncFiles()
+      await this.flushing
+      await this.syncing
+      if (!this.failed) await this.syncFiles()
+    } catch (err) {
+      this.fail(err as Error)
     } finally {
       await this.openFiles.closeAll()
+      this.releasing = false
     }
-    if (this.syncError) {
-      const err = this.syncError
-      this.syncError = null
-      throw err
-    }
+    if (this.failed) throw this.failed
   }
 
   // Chunks recorded before a restart: keep those whose every placement still hashes right.

@@ -513,6 +513,8 @@ export class SwarmNode extends EventEmitter {
       await dl.rx.putChunk(chunk.hash, d.bytes)
     } catch (err) {
       if ((err as PatchswarmError).code !== 'HASH_MISMATCH') {
+        // Staging could not be synced: this receive is over (a new fetch starts a new one).
+        if (dl.rx.failure) return this.endDownload(dl, dl.rx.failure)
         // Our side failed (disk full, store closing): the chunk is needed again, from anyone.
         dl.sched.failed(peer.key, d.index, 'reject')
         this.pump(dl)

@@ -199,21 +199,23 @@ t.test('staged chunks are recorded at once and synced within about a second, als
     const before = calls.length
     await rx.putChunk(h, bytes.get(h)!)
     if (calls.length === before) unrecorded++
-    if (Date.now() - t0 > 1500 || i === hashes.length - 2) break
+    if (Date.now() - t0 > 1500 || i === hashes.length - 3) break
     await sleep(1500 / hashes.length)
   }
   t.equal(unrecorded, 0, 'every chunk recorded before putChunk resolved')
   const unsynced = calls.filter((c) => !c.sync).length
   t.ok(unsynced > 0, `${unsynced} of ${calls.length} batches recorded without a sync`)
   t.ok(calls.some((c) => c.sync), 'a synced batch among those of the 1.5 s (a second after the receive began)')
-  // Then nothing comes: the last record is synced by the timer, about a second after it was made.
+  // Then one more chunk, recorded unsynced (unless the loop ended on a synced batch a moment ago,
+  // nothing is due), and nothing after it: the timer syncs it, about a second after it was made.
+  await rx.putChunk(hashes.at(-2)!, bytes.get(hashes.at(-2)!)!)
+  if (calls.at(-1)!.sync) await rx.putChunk(hashes.at(-1)!, bytes.get(hashes.at(-1)!)!) // a sync was due: the next is not
   const last = calls.at(-1)!
-  if (!last.sync) {
-    for (let waited = 0; waited < 5000 && !calls.some((c) => c.at > last.at); waited += 50) await sleep(50)
-    const after = calls.filter((c) => c.at > last.at)
-    t.same(after.map((c) => ({ n: c.n, sync: c.sync })), [{ n: 1, sync: true }], 'one synced re-record of the last chunk')
-    t.ok(after[0]!.at - last.at <= 2 * SYNC_EVERY_MS, `${after[0]!.at - last.at} ms after it`)
-  }
+  t.notOk(last.sync, 'the last chunk recorded without a sync')
+  for (let waited = 0; waited < 5000 && !calls.some((c) => c.at > last.at); waited += 50) await sleep(50)
+  const after = calls.filter((c) => c.at > last.at)
+  t.same(after.map((c) => ({ n: c.n, sync: c.sync })), [{ n: 1, sync: true }], 'one synced re-record of the last chunk')
+  t.ok(after[0]!.at - last.at <= 2 * SYNC_EVERY_MS, `${after[0]!.at - last.at} ms after it`)
   // Idle and synced: no more writes.
   const count = calls.length
   await sleep(SYNC_EVERY_MS + 300)
@@ -221,6 +223,39 @@ t.test('staged chunks are recorded at once and synced within about a second, als
   for (const h of rx.missing()) await rx.putChunk(h, bytes.get(h)!)
   await rx.commit()
   await store.verify(rx.digest)
+})
+
+t.test('a failed sync ends the receive; the store starts a new one, which keeps what verifies', async (t) => {
+  const { dir, store } = await setup(t)
+  const src = path.join(dir, 'src')
+  await makeSource(src)
+  const manifest = await buildManifest(src, SMALL)
+  const bytes = await chunkBytes(src, manifest)
+  // Every file handle's datasync fails (EIO), as a dying disk's would, until restored.
+  const probe = await fs.open(path.join(dir, 'probe'), 'w')
+  const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
+  await probe.close()
+  const datasync = proto.datasync
+  t.teardown(() => { proto.datasync = datasync })
+  proto.datasync = async () => { throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }) }
+
+  const rx = await store.receive(manifest)
+  const hashes = rx.missing()
+  await rx.putChunk(hashes[0]!, bytes.get(hashes[0]!)!)
+  // No more chunks: the timer's sync, a second later, fails.
+  for (let waited = 0; waited < 5000 && !rx.failure; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.match(rx.failure, { code: 'IO_ERROR', message: /could not be synced to disk: EIO/ })
+  await t.rejects(rx.putChunk(hashes[1]!, bytes.get(hashes[1]!)!), { code: 'IO_ERROR' }, 'no chunk is taken after it')
+  await t.rejects(rx.commit(), { code: 'IO_ERROR' })
+
+  proto.datasync = datasync
+  const again = await store.receive(manifest)
+  t.not(again, rx, 'a new receive')
+  t.equal(again.failure, null)
+  t.same(again.missing(), hashes.slice(1), 'the chunk written before the failure re-hashed and kept')
+  for (const h of again.missing()) await again.putChunk(h, bytes.get(h)!)
+  await again.commit()
+  await store.verify(again.digest)
 })
 
 t.test('dedup: v2 with a small change copies most chunks locally', async (t) => {
