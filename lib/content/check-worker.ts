@@ -1,21 +1,32 @@
 // Re-hashing chunks of files on a worker thread, so that checking a large tree (a receive's
 // commit, a store's verify) uses a second core: checkTree gives it part of the chunks and hashes
-// the rest itself. The worker reads with its own file descriptors and its own buffer.
+// the rest itself. The worker reads with its own file descriptors and its own buffer. One worker
+// per check: starting it (~20 ms) is small against the 32 MiB or more it is used for, and a check
+// holds no worker when it is done. (lib/content/parallel.ts keeps its worker for the chunker's
+// streams, whose bytes are in memory already.)
 import { Worker } from 'node:worker_threads'
 import { PatchswarmError } from '../errors.js'
+import { HASH_ALGORITHM } from '../crypto/hash.js'
 
-/** The chunks of one file to re-hash: [chunk index, offset, size, SHA-256 hex] each. */
+/**
+ * The chunks of one file to re-hash: [chunk index, offset, size, hash hex] each; with `size` (not
+ * -1) the file's length is checked too, and a problem with it is reported as chunk `last`.
+ */
 export interface FileCheckJob {
   file: string
+  path: string
   chunks: Array<[number, number, number, string]>
+  size: number
+  last: number
 }
 
-/** A chunk that did not match: its index, and where it lies (the worker's own words for why). */
+/** What the worker found wrong: a chunk, a file it could not open (errno code), or a length. */
 export interface BadChunk {
   chunk: number
   offset: number
-  file: string
+  path: string
   unreadable?: string
+  size?: number
 }
 
 const WORKER_SOURCE = `
@@ -29,7 +40,8 @@ for (const job of workerData.jobs) {
   try {
     fd = fs.openSync(job.file, 'r')
   } catch (err) {
-    for (const [chunk, offset] of job.chunks) bad.push({ chunk, offset, file: job.file, unreadable: err.code })
+    for (const [chunk, offset] of job.chunks) bad.push({ chunk, offset, path: job.path, unreadable: err.code })
+    if (job.chunks.length === 0) bad.push({ chunk: job.last, offset: -1, path: job.path, unreadable: err.code })
     continue
   }
   try {
@@ -40,7 +52,11 @@ for (const job of workerData.jobs) {
         if (r === 0) break
         n += r
       }
-      if (n !== size || createHash('sha256').update(buf.subarray(0, n)).digest('hex') !== hash) bad.push({ chunk, offset, file: job.file })
+      if (n !== size || createHash('${HASH_ALGORITHM}').update(buf.subarray(0, n)).digest('hex') !== hash) bad.push({ chunk, offset, path: job.path })
+    }
+    if (job.size !== -1) {
+      const size = fs.fstatSync(fd).size
+      if (size !== job.size) bad.push({ chunk: job.last, offset: -1, path: job.path, size })
     }
   } finally {
     fs.closeSync(fd)

@@ -56,6 +56,8 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
     if (opts.copyTo) for (const d of m.dirs) await fs.mkdir(locate(opts.copyTo, d))
     for (const [fi, f] of m.files.entries()) {
       if (stop()) break
+      const { chunks: mine, checkSize } = own[fi]!
+      if (mine.length === 0 && !checkSize) continue // wholly the worker's
       let fh: fs.FileHandle
       try {
         fh = await fs.open(locate(root, f.path), 'r')
@@ -64,7 +66,6 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
         for (const ci of f.chunks) result.bad.add(ci)
         continue
       }
-      const mine = own[fi]!
       let next: Promise<number> | null = null
       const readAhead = (j: number): Promise<number> | null => {
         if (j >= mine.length) return null
@@ -90,7 +91,7 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
             await out.write(bytes, 0, n, offset)
           }
         }
-        if (!stop()) {
+        if (checkSize && !stop()) {
           const { size } = await fh.stat()
           if (size !== f.size) fail(f.chunks.at(-1) ?? -1, `${f.path}: file is ${size} bytes, the manifest says ${f.size}`)
         }
@@ -101,12 +102,16 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
         await out?.close()
       }
     }
+    // The worker's problems lie after all of this thread's: adding them now keeps `first` the
+    // first problem in the tree's order, as on one thread.
     if (helper && !stop()) {
       const bad = await helper.bad
       settled = true
       for (const b of bad) {
-        const where = path.relative(root, b.file).split(path.sep).join('/')
-        fail(b.chunk, b.unreadable ? `${where}: cannot open (${b.unreadable})` : `${where}: chunk ${b.chunk} at offset ${b.offset} does not match its hash`)
+        if (b.unreadable) fail(b.chunk, `${b.path}: cannot open (${b.unreadable})`)
+        else if (b.size !== undefined) fail(b.chunk, `${b.path}: file is ${b.size} bytes, the manifest says ${m.files.find((f) => f.path === b.path)!.size}`)
+        else fail(b.chunk, `${b.path}: chunk ${b.chunk} at offset ${b.offset} does not match its hash`)
+        if (stop()) break
       }
     }
   } finally {
@@ -116,15 +121,25 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
   return result
 }
 
-/** Each file's chunks for this thread ([file index] → chunk and offset), and the worker's jobs. */
-export function splitWork (root: string, m: Manifest, parallel: boolean): { own: Array<Array<{ chunk: number, offset: number }>>, theirs: FileCheckJob[] } {
+interface OwnWork {
+  /** This thread's chunks of the file, and where they start. */
+  chunks: Array<{ chunk: number, offset: number }>
+  /** Whether this thread checks the file's length (it holds its end). */
+  checkSize: boolean
+}
+
+/**
+ * Who checks what: chunks that start in the first half of the tree's bytes, and the length of every
+ * file that ends there, are this thread's ([file index]); the rest are the worker's jobs.
+ */
+export function splitWork (root: string, m: Manifest, parallel: boolean): { own: OwnWork[], theirs: FileCheckJob[] } {
   const half = parallel ? m.size / 2 : Infinity
-  const own: Array<Array<{ chunk: number, offset: number }>> = []
+  const own: OwnWork[] = []
   const theirs: FileCheckJob[] = []
   let before = 0 // bytes of the files before this one
   for (const f of m.files) {
-    const mine: Array<{ chunk: number, offset: number }> = []
-    const job: FileCheckJob = { file: locate(root, f.path), chunks: [] }
+    const mine: OwnWork['chunks'] = []
+    const job: FileCheckJob = { file: locate(root, f.path), path: f.path, chunks: [], size: -1, last: f.chunks.at(-1) ?? -1 }
     let offset = 0
     for (const ci of f.chunks) {
       const { hash, size } = m.chunks[ci]!
@@ -132,8 +147,11 @@ export function splitWork (root: string, m: Manifest, parallel: boolean): { own:
       else mine.push({ chunk: ci, offset })
       offset += size
     }
-    own.push(mine)
-    if (job.chunks.length > 0) theirs.push(job)
+    // The length goes with the file's last chunk (an empty file: with where it starts).
+    const endsHere = f.chunks.length > 0 ? job.chunks.length === 0 : before < half
+    if (!endsHere) job.size = f.size
+    own.push({ chunks: mine, checkSize: endsHere })
+    if (job.chunks.length > 0 || !endsHere) theirs.push(job)
     before += offset
   }
   return { own, theirs }

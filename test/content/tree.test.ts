@@ -41,7 +41,7 @@ t.test('a sound tree checks clean on two threads', async (t) => {
   const { root, m } = await bigTree(t)
   t.ok(m.size >= PARALLEL_CHECK_BYTES, `${(m.size / MiB).toFixed(1)} MiB: split`)
   const { own, theirs } = splitWork(root, m, true)
-  const mine = own.flat().map((c) => c.chunk)
+  const mine = own.flatMap((w) => w.chunks.map((c) => c.chunk))
   const worker = theirs.flatMap((j) => j.chunks.map((c) => c[0]))
   t.ok(worker.length > 0 && mine.length > 0, `this thread ${mine.length} chunks, the worker ${worker.length}`)
   t.same([...mine, ...worker].sort((x, y) => x - y), m.chunks.map((_, i) => i), 'every chunk once')
@@ -85,7 +85,33 @@ t.test('a missing or short file in the worker\'s half', async (t) => {
   t.same([...gone.bad].sort((x, y) => x - y), [...inB].sort((x, y) => x - y), 'all of its chunks are bad')
   await fs.writeFile(b, bytes.subarray(0, bytes.length - 10))
   const short = await checkTree(root, m)
-  t.ok(short.bad.has(inB.at(-1)!), 'its last chunk is bad')
+  const last = chunkAt(m, 'sub/b', bytes.length - 1)
+  t.same([...short.bad], [last.chunk], 'short: its last chunk is bad')
+  t.equal(short.first, `sub/b: chunk ${last.chunk} at offset ${last.offset} does not match its hash`, 'short: the chunk first, as on one thread')
+  await fs.writeFile(b, Buffer.concat([bytes, Buffer.from('more')]))
+  const long = await checkTree(root, m)
+  t.equal(long.first, `sub/b: file is ${bytes.length + 4} bytes, the manifest says ${bytes.length}`, 'long: the worker checked the length')
+  t.same([...long.bad], [last.chunk])
+})
+
+t.test('an empty file and a wholly second-half file: their opening and length are the worker\'s', async (t) => {
+  const { root } = await bigTree(t)
+  await fs.writeFile(path.join(root, 'sub/z-empty'), '')
+  await fs.writeFile(path.join(root, 'sub/z-tail'), randomBytes(300_000))
+  const m = await buildManifest(root, CHUNKS)
+  const { own, theirs } = splitWork(root, m, true)
+  const at = (p: string) => m.files.findIndex((f) => f.path === p)
+  for (const p of ['sub/z-empty', 'sub/z-tail']) {
+    t.same(own[at(p)], { chunks: [], checkSize: false }, `${p}: nothing of it here`)
+    t.equal(theirs.find((j) => j.path === p)?.size, m.files[at(p)]!.size, `${p}: the worker checks its length`)
+  }
+  t.equal((await checkTree(root, m)).first, null)
+  await fs.writeFile(path.join(root, 'sub/z-empty'), 'x')
+  t.equal((await checkTree(root, m)).first, 'sub/z-empty: file is 1 bytes, the manifest says 0')
+  await fs.rm(path.join(root, 'sub/z-tail'))
+  t.equal((await checkTree(root, m)).first, 'sub/z-empty: file is 1 bytes, the manifest says 0', 'the earlier file\'s problem stays first')
+  const gone = await checkTree(root, m)
+  for (const ci of m.files[at('sub/z-tail')]!.chunks) t.ok(gone.bad.has(ci), `chunk ${ci} of the missing file is bad`)
 })
 
 t.test('a copy is checked on this thread and comes out identical', async (t) => {
