@@ -35,23 +35,27 @@ export interface World {
   close (): Promise<void>
 }
 
-/** The node flags of `patchswarm` as installed: those on the #! line of bin/patchswarm.ts. */
+/**
+ * The node flags of `patchswarm` as installed: those on the #! line of bin/patchswarm.ts, for every
+ * process a benchmark starts, ours and the baselines alike. BENCH_DEPLOYED_FLAGS=0 leaves them out.
+ */
 export function deployedNodeArgs (): string[] {
+  if (process.env.BENCH_DEPLOYED_FLAGS === '0') return []
   const first = readFileSync(path.join(root, 'bin/patchswarm.ts'), 'utf8').split('\n', 1)[0]!
   const words = first.replace(/^#!/, '').trim().split(/\s+/)
+  if (!words.includes('node')) throw new Error(`bin/patchswarm.ts: its #! line does not run node: ${first}`)
   return words.slice(words.indexOf('node') + 1)
 }
 
 /**
- * Node flags for every process a benchmark starts, ours and the baselines alike: the deployed ones
- * (BENCH_DEPLOYED_FLAGS=0 leaves them out); BENCH_PROF=dir → `--cpu-prof --cpu-prof-dir dir`;
- * BENCH_NODE_ARGS (space-separated) for others, e.g. `--trace-gc`, which NODE_OPTIONS refuses.
+ * Node flags for every process a benchmark starts: the deployed ones; BENCH_PROF=dir →
+ * `--cpu-prof --cpu-prof-dir dir`; BENCH_NODE_ARGS (space-separated) for others, e.g.
+ * `--trace-gc`, which NODE_OPTIONS refuses.
  */
 export function nodeArgs (): string[] {
   const dir = process.env.BENCH_PROF
   const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
-  const deployed = process.env.BENCH_DEPLOYED_FLAGS === '0' ? [] : deployedNodeArgs()
-  return [...deployed, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir)] : []), ...extra]
+  return [...deployedNodeArgs(), ...(dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir)] : []), ...extra]
 }
 
 export async function makeWorld (size: number, chunking: Partial<ChunkingParams> = {}): Promise<World> {

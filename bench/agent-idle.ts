@@ -221,7 +221,7 @@ export async function run (): Promise<BenchResult> {
     // Both processes start at the same instant and live through the same window.
     const started = Date.now()
     agent = spawn(process.execPath, [...deployedNodeArgs(), ...runtime.args, 'agent', 'run', '--data', agentDir], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } })
-    baseline = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e3)'], { cwd: work, stdio: 'ignore' })
+    baseline = spawn(process.execPath, [...deployedNodeArgs(), '-e', 'setInterval(()=>{},1e3)'], { cwd: work, stdio: 'ignore' })
     agent.stderr!.on('data', (d) => { if (agentStderr.length < 64 * 1024) agentStderr += d })
     const a = agent
     const b = baseline

@@ -23,6 +23,7 @@ import { startPeer, type PeerProcess, type PeerEvent } from '../fixtures/peers.j
 import { makeOrg, seededBytes } from '../fixtures/org.js'
 import type { PeerConfig } from '../fixtures/swarm-peer.js'
 import type { BenchResult } from './run.js'
+import { nodeArgs } from './_world.js'
 
 export const summary = { figure: 'swarm_seconds', baseline: 'client_server_seconds', goal: 'speedup > 1, origin_egress_ratio <= 1.1' }
 
@@ -167,7 +168,7 @@ function stopChild (c: ChildProcess, ms = 3000): Promise<void> {
 
 /** A helper (bench/_wan-*.ts) inside a namespace; resolves with its first JSON event named `event`. */
 async function startHelper (bed: Bed, ns: string, file: string, args: string[], event: string, ms = 30_000): Promise<{ child: ChildProcess, first: PeerEvent, events: PeerEvent[] }> {
-  const child = bed.track(spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', path.join(here, file), ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] }))
+  const child = bed.track(spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs(), '--import', 'tsx', path.join(here, file), ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] }))
   const events: PeerEvent[] = []
   let stderr = ''
   child.stderr!.on('data', (d) => { stderr += d })
@@ -266,7 +267,7 @@ async function swarmPhase (bed: Bed, base: string, source: string, manifest: Man
   }
 
   t = performance.now()
-  const origin = await startPeer('origin', await peerConfig('origin', 'origin', ORIGIN_HOST, { seedFrom: source }), { wrap: nsWrap('wsim-origin') })
+  const origin = await startPeer('origin', await peerConfig('origin', 'origin', ORIGIN_HOST, { seedFrom: source }), { wrap: nsWrap('wsim-origin'), nodeArgs: nodeArgs() })
   bed.peers.push(origin)
   await origin.event('seeding', 60_000)
   const originSeconds = (performance.now() - t) / 1000
@@ -277,7 +278,7 @@ async function swarmPhase (bed: Bed, base: string, source: string, manifest: Man
   const t0 = performance.now()
   const homes: PeerProcess[] = []
   for (let k = 0; k < HOMES; k++) {
-    const p = await startPeer(`home-${k + 1}`, configs[k]!, { wrap: nsWrap(homeNs(k + 1)) })
+    const p = await startPeer(`home-${k + 1}`, configs[k]!, { wrap: nsWrap(homeNs(k + 1)), nodeArgs: nodeArgs() })
     bed.peers.push(p)
     homes.push(p)
   }
@@ -382,7 +383,7 @@ async function clientServerPhase (bed: Bed, file: string, size: number): Promise
   const useCurl = has('curl')
   const cmd = useCurl
     ? ['curl', '-sS', '--fail', '--max-time', String(CLIENT_SERVER_TIMEOUT_MS / 1000), '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url]
-    : [process.execPath, '--input-type=module', '-e', NODE_CLIENT, url]
+    : [process.execPath, ...nodeArgs(), '--input-type=module', '-e', NODE_CLIENT, url]
   const wire0 = originWireBytes()
   const shaper0 = originShaper()
   const t0 = performance.now()
