@@ -26,7 +26,9 @@ export interface BadChunk {
   offset: number
   path: string
   unreadable?: string
+  /** The file's length, when it is not the `expected` one. */
   size?: number
+  expected?: number
 }
 
 const WORKER_SOURCE = `
@@ -56,7 +58,7 @@ for (const job of workerData.jobs) {
     }
     if (job.size !== -1) {
       const size = fs.fstatSync(fd).size
-      if (size !== job.size) bad.push({ chunk: job.last, offset: -1, path: job.path, size })
+      if (size !== job.size) bad.push({ chunk: job.last, offset: -1, path: job.path, size, expected: job.size })
     }
   } finally {
     fs.closeSync(fd)

@@ -109,7 +109,7 @@ export async function checkTree (root: string, m: Manifest, opts: { copyTo?: str
       settled = true
       for (const b of bad) {
         if (b.unreadable) fail(b.chunk, `${b.path}: cannot open (${b.unreadable})`)
-        else if (b.size !== undefined) fail(b.chunk, `${b.path}: file is ${b.size} bytes, the manifest says ${m.files.find((f) => f.path === b.path)!.size}`)
+        else if (b.size !== undefined) fail(b.chunk, `${b.path}: file is ${b.size} bytes, the manifest says ${b.expected}`)
         else fail(b.chunk, `${b.path}: chunk ${b.chunk} at offset ${b.offset} does not match its hash`)
         if (stop()) break
       }
