@@ -1,9 +1,9 @@
 // Re-hashing chunks of files on a worker thread, so that checking a large tree (a receive's
 // commit, a store's verify) uses a second core: checkTree gives it part of the chunks and hashes
 // the rest itself. The worker reads with its own file descriptors and its own buffer. One worker
-// per check: starting it (~20 ms) is small against the 32 MiB or more it is used for, and a check
-// holds no worker when it is done. (lib/content/parallel.ts keeps its worker for the chunker's
-// streams, whose bytes are in memory already.)
+// per check (starting one took 25-29 ms here; checkTree gives it less to make up for that), so a
+// check holds no thread when it is done. (lib/content/parallel.ts keeps its worker for the
+// chunker's streams, whose bytes are in memory already.)
 import { Worker } from 'node:worker_threads'
 import { PatchswarmError } from '../errors.js'
 import { HASH_ALGORITHM } from '../crypto/hash.js'
