@@ -29,7 +29,6 @@ import { once } from 'node:events'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { startTestnet, type LocalTestnet } from '../lib/swarm/transport.js'
@@ -39,6 +38,7 @@ import type { Console } from '../lib/console/console.js'
 import { makeConsoleOrg, openConsole, OWNER } from '../fixtures/console-org.js'
 import { enrollAgent } from '../agent/enroll.js'
 import { DEFAULT_CHECK_IN_CRON, DEFAULT_CHECK_IN_JITTER_SECONDS } from '../agent/config.js'
+import { sshKey } from '../fixtures/org.js'
 import type { BenchResult } from './run.js'
 import { deployedNodeArgs } from './_world.js'
 
@@ -147,11 +147,6 @@ function clockTicks (): number {
   }
 }
 
-function sshKey (): string {
-  const type = Buffer.from('ssh-ed25519')
-  const len = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b }
-  return `ssh-ed25519 ${Buffer.concat([len(type.length), type, len(32), randomBytes(32)]).toString('base64')} bench@agent-idle`
-}
 
 async function until (what: string, fn: () => Promise<boolean> | boolean, ms: number, child?: ChildProcess): Promise<void> {
   const end = Date.now() + ms
@@ -209,7 +204,7 @@ export async function run (): Promise<BenchResult> {
     swarm = new ConsoleSwarm(consoleNode, org.consoleKey.secretKey, { dataDir: consoleDir, bootstrap: testnet.bootstrap, host: '127.0.0.1' })
     await swarm.ready()
     const api = new AdminApi(consoleNode)
-    await consoleNode.fleet.bootstrapOwner({ id: OWNER, sshKey: sshKey() })
+    await consoleNode.fleet.bootstrapOwner({ id: OWNER, sshKey: sshKey('bench@agent-idle') })
     await consoleNode.fleet.createTenant(OWNER, { parent: '', name: 'msp-1', kind: 'msp' })
     await consoleNode.fleet.createTenant(OWNER, { parent: 'msp-1', name: 'acme', kind: 'customer' })
     const { token } = await api.endpoints.createToken(OWNER, { scope: 'msp-1/acme', expiresAt: new Date(Date.now() + 3600_000), maxUses: 1, autoApprove: true })

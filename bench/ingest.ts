@@ -18,7 +18,6 @@
 // The baseline verifies the same events' signatures over their precomputed canonical signed bytes,
 // nothing else, interleaved call by call with ingestion. A second pass, for comparison only, runs
 // the bare Ingestor with a stub registry and no views on the same calls (`ingestor_only_*`).
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -34,6 +33,7 @@ import { Ingestor } from '../lib/report/ingest.js'
 import { AdminApi } from '../lib/console/api.js'
 import { MAX_LINK_BYTES, MAX_REPORT_BATCH } from '../lib/console/link.js'
 import { makeConsoleOrg, openConsole, SimEndpoint, ORG, OWNER, type ConsoleOrg } from '../fixtures/console-org.js'
+import { sshKey } from '../fixtures/org.js'
 import type { BenchResult } from './run.js'
 
 export const summary = { figure: 'events_per_s', baseline: 'baseline_per_s', goal: 'ratio >= 0.5' }
@@ -76,19 +76,15 @@ interface Fleet {
 
 const tenantOf = (i: number) => `${MSP}/customer-${i % CUSTOMERS}`
 
-/** Splits what is pending as agent/agent.ts #flush does: at most MAX_REPORT_BATCH, within MAX_LINK_BYTES. */
+/**
+ * What is pending, in reports as agent/agent.ts #flush makes them: MAX_REPORT_BATCH events each.
+ * (#flush also keeps a report within MAX_LINK_BYTES; events of this size never come near it.)
+ */
 function reports (pending: Buffer[]): Buffer[][] {
   const out: Buffer[][] = []
-  for (let i = 0; i < pending.length;) {
-    const batch: Buffer[] = []
-    let size = 64
-    for (; i < pending.length && batch.length < MAX_REPORT_BATCH; i++) {
-      const text = pending[i]!
-      if (batch.length > 0 && size + text.length + 3 > MAX_LINK_BYTES) break
-      size += text.length + 3
-      batch.push(text)
-    }
-    out.push(batch)
+  for (let i = 0; i < pending.length; i += MAX_REPORT_BATCH) out.push(pending.slice(i, i + MAX_REPORT_BATCH))
+  for (const batch of out) {
+    if (batch.reduce((n, b) => n + b.length + 3, 64) > MAX_LINK_BYTES) throw new Error('a report over MAX_LINK_BYTES: split by bytes as #flush does')
   }
   return out
 }
@@ -128,11 +124,6 @@ async function prepare (): Promise<Fleet> {
   return { org, release, endpoints, tenants, calls, total: ENDPOINTS * PER_ENDPOINT }
 }
 
-function sshKey (): string {
-  const type = Buffer.from('ssh-ed25519')
-  const len = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b }
-  return `ssh-ed25519 ${Buffer.concat([len(type.length), type, len(32), randomBytes(32)]).toString('base64')} bench@ingest`
-}
 
 interface Measured { ours: number, baseline: number, events: number }
 
@@ -168,12 +159,12 @@ async function timed (fleet: Fleet, calls: number, ingest: (c: Call) => Promise<
 async function measureConsole (fleet: Fleet, calls = fleet.calls.length): Promise<Measured> {
   const dir = await mkdtemp(path.join(tmpdir(), 'patchswarm-bench-ingest-'))
   try {
-    const console = await openConsole(fleet.org, path.join(dir, 'console'), { clock, tickMs: 0 })
+    const console = await openConsole(fleet.org, path.join(dir, 'console'), { clock })
     try {
       const warnings: unknown[] = []
       console.warnings.push((err) => warnings.push(err))
       const api = new AdminApi(console)
-      await console.fleet.bootstrapOwner({ id: OWNER, sshKey: sshKey() })
+      await console.fleet.bootstrapOwner({ id: OWNER, sshKey: sshKey('bench@ingest') })
       await console.fleet.createTenant(OWNER, { parent: '', name: MSP, kind: 'msp' })
       const perCustomer = Math.ceil(ENDPOINTS / CUSTOMERS)
       for (let i = 0; i < CUSTOMERS; i++) {

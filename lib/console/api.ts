@@ -703,7 +703,7 @@ export class ReportsApi {
 
   /**
    * KPIs of `path`, again whenever the views change (at most every `ms`, default 500) and every
-   * few seconds (endpoints approved or removed, SLAs running out). A revoked right ends it.
+   * few seconds (SLAs running out as time passes). A revoked right ends it.
    */
   kpis$ (actor: string, path: string, ms?: number): Observable<Kpis> {
     const every = liveMs(ms, 500)

@@ -56,8 +56,6 @@ export interface ConsoleOptions {
   clock?: FleetClock
   /** How often every running rollout is evaluated, ms (reports trigger their own reaction). Default 5000; 0: never by timer. */
   tickMs?: number
-  /** How often (console time, ms) a tick looks for patches past their SLA. Default 60 000. */
-  slaCheckMs?: number
   webhooks?: Omit<OutboxOptions, 'store' | 'clock'>
 }
 
@@ -73,6 +71,8 @@ const FACTS_PER_DRAIN = 1000
 const NOTIFIER_LAG = 1000
 /** Longest a reaction to reports waits while more reports keep arriving. */
 const REACTION_DELAY_MS = 1000
+// How often (console time) a tick looks for patches past their SLA: the first tick a minute after the last check.
+const SLA_CHECK_MS = 60_000
 
 export class Console {
   readonly db: Database
@@ -109,7 +109,6 @@ export class Console {
   #notified = 0
   #notifiedStored = 0
   readonly #tickMs: number
-  readonly #slaCheckMs: number
   #slaCheckedAt = -Infinity
   #timer: NodeJS.Timeout | null = null
   #ticking: Promise<void> = Promise.resolve()
@@ -148,7 +147,6 @@ export class Console {
     this.#approvals = sublevel(db, 'console-approvals')
     this.#endpointFacts = sublevel(db, 'console-endpoint-facts')
     this.#tickMs = opts.tickMs ?? 5000
-    this.#slaCheckMs = opts.slaCheckMs ?? 60_000
   }
 
   /** Opens (creating if need be) the console in `dataDir`; IN_USE if another console has it. */
@@ -286,7 +284,7 @@ export class Console {
     return this.#serialised(async () => {
       await this.#step((await this.rollouts.list({ states: ['running'] })).map((r) => r.id))
       const now = this.clock().getTime()
-      if (now - this.#slaCheckedAt >= this.#slaCheckMs) {
+      if (now - this.#slaCheckedAt >= SLA_CHECK_MS) {
         this.#slaCheckedAt = now
         await this.checkSlas()
       }
@@ -300,8 +298,8 @@ export class Console {
 
   /**
    * Reacts to what happened since the last reaction (reports stored: the rollouts their job events
-   * name; enrollment changes) once no report is being stored, or at the latest REACTION_DELAY_MS
-   * after the first.
+   * name; enrollment changes) once no report is being stored, or, while they keep coming, when the
+   * first ingest to finish REACTION_DELAY_MS or more after the first report finds it due.
    */
   #maybeReact (now = false): void {
     const pending = this.#pending

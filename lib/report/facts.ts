@@ -10,6 +10,7 @@ import { RISKS, packageVersionSchema } from '../trust/release.js'
 import { keyid, safeName, sha256Hex, tenantPath, timestamp, parseShape } from '../trust/fields.js'
 import type { EventLog, LogEntry, AppendOptions } from '../store/event-log.js'
 import type { SignedEvent } from './event.js'
+import { MAX_HOSTNAME } from '../fleet/endpoints.js'
 
 /** Most endpoints one fact names; a larger phase is logged as several facts. */
 export const MAX_FACT_ENDPOINTS = 10_000
@@ -53,7 +54,7 @@ const rolloutChanged = z.strictObject({
 })
 
 /** An endpoint's enrollment changed; the host name is the one it enrolled with (for people). */
-const endpointFact = <T extends string>(type: T) => z.strictObject({ type: z.literal(type), keyid, tenant: tenantPath, hostname: z.string().min(1).max(253).optional() })
+const endpointFact = <T extends string>(type: T) => z.strictObject({ type: z.literal(type), keyid, tenant: tenantPath, hostname: z.string().min(1).max(MAX_HOSTNAME).optional() })
 const ENDPOINT_FACT_TYPES = ['endpoint.quarantined', 'endpoint.approved', 'endpoint.rejected', 'endpoint.removed'] as const
 
 export const consoleFactSchema = z.discriminatedUnion('type', [patchAssigned, patchRollback, rolloutChanged, ...ENDPOINT_FACT_TYPES.map(endpointFact)])

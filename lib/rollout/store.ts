@@ -68,6 +68,8 @@ export class RolloutStore {
    * Only this store writes them, so the cache is exact.
    */
   private readonly cache = new Map<string, Rollout>()
+  /** Every rollout's state, read once, then kept by the writes: the engine's timer lists the running ones. */
+  private states: Map<string, RolloutState> | null = null
 
   constructor (db: Database, opts: { clock?: FleetClock, sublevelName?: string } = {}) {
     this.db = db
@@ -99,9 +101,31 @@ export class RolloutStore {
     const tenant = filter.tenant ?? ''
     const problem = typeof tenant === 'string' ? checkTenantPath(tenant) : 'is not a string'
     if (problem !== null) throw PatchswarmError.UNSAFE_PATH(`tenant filter: ${problem}`)
-    const states = filter.states ? new Set(filter.states) : null
-    const all = await this.store.values({ gt: 'r!', lt: 'r!\xff' }).all() as Rollout[]
-    return all.filter((r) => isWithinTenant(r.spec.target.tenant, tenant) && (states === null || states.has(r.state)))
+    const within = (r: Rollout) => isWithinTenant(r.spec.target.tenant, tenant)
+    if (!filter.states) return (await this.readAll()).filter(within)
+    // By state: only those rollouts are read (from the cache once found).
+    const wanted = new Set(filter.states)
+    const index = this.states ?? await this.lock.run(async () => {
+      this.states ??= new Map((await this.readAll()).map((r) => [r.id, r.state]))
+      return this.states
+    })
+    const out: Rollout[] = []
+    for (const id of [...index.keys()].sort()) {
+      if (!wanted.has(index.get(id)!)) continue
+      const r = await this.find(id)
+      if (r && within(r)) out.push(r)
+    }
+    return out
+  }
+
+  private async readAll (): Promise<Rollout[]> {
+    return await this.store.values({ gt: 'r!', lt: 'r!\xff' }).all() as Rollout[]
+  }
+
+  // After a write: the frozen rollout for find(), its state for list().
+  private remember (r: Rollout): void {
+    this.cache.set(r.id, deepFreeze(r))
+    this.states?.set(r.id, r.state)
   }
 
   /** The rollout's changes, oldest first unless `reverse`. */
@@ -125,7 +149,7 @@ export class RolloutStore {
       const step = createRollout(spec, endpoints, now)
       if (await this.find(step.rollout.id) !== undefined) throw PatchswarmError.ALREADY_EXISTS(`rollout ${step.rollout.id} already exists`)
       await commit(this.db, this.writeOps(step, by, now), wopts.extra)
-      this.cache.set(step.rollout.id, deepFreeze(step.rollout))
+      this.remember(step.rollout)
       return step
     })
   }
@@ -146,7 +170,7 @@ export class RolloutStore {
       if (step.changes.length === 0) return { rollout: current, changes: [] }
       const next: RolloutStep = { rollout: { ...step.rollout, revision: current.revision + 1, updatedAt: now.toISOString() }, changes: step.changes }
       await commit(this.db, this.writeOps(next, by, now), wopts.extra)
-      this.cache.set(id, deepFreeze(next.rollout))
+      this.remember(next.rollout)
       return next
     })
   }

@@ -26,7 +26,6 @@ async function npmStart (args: string[]): Promise<Run> {
   return { code, stdout, stderr, summary }
 }
 
-
 t.test('npm start -- --headless: the fleet demo plays out, twice on one data folder', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ps-start-'))
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }))

@@ -513,6 +513,8 @@ t.test('enrollment changes are logged as facts; an endpoint waiting in quarantin
   const waiting = received.filter((r) => r.path === '/waiting')
   t.ok(waiting.every((r) => r.verified && r.json.type === 'endpoint.quarantined' && r.json.tenant === OFFICE_A), 'signed, for the group they wait in')
   t.same(waiting.map((r) => r.json.data.hostname).sort(), ['kiosk-1', 'kiosk-2', 'kiosk-3'], 'one per endpoint, with its host name')
+  // The facts that reached /waiting went through the notifier for every webhook at once.
+  t.same([...await w.console.outbox.list({ webhook: 'b-all' }), ...await w.console.outbox.delivered({ webhook: 'b-all' })], [], 'nothing queued for B')
   t.equal(received.filter((r) => r.path === '/b').length, 0, "B's webhook hears nothing of A's enrollments")
 
   const feed = await firstValueFrom(w.api.reports.events$('alice', A, { last: 50 }))
@@ -528,8 +530,7 @@ t.test('a change committed while the console closes is appended at the next star
   const ep = new SimEndpoint('late-1')
   const request = await newEnrollmentRequest({ token, signer: ep.signer, hostname: ep.hostname, platform: 'linux-x64', at: w.clock.now() })
   // close() begins before the change is appended (that waits for the next turn of the loop).
-  const enrolled = w.console.enrollment.enroll(request)
-  await enrolled
+  await w.console.enrollment.enroll(request)
   await w.console.close()
   const { dataDir, org, clock, endpoints } = w
   const w2 = await world(t, { dataDir, org, clock, endpoints })
@@ -548,9 +549,11 @@ t.test('a patch past its SLA fires sla.breached from the console\'s own tick, on
   const fleet = [...group(w, PILOT), ...group(w, OFFICE_A)]
   await report(t, w, fleet.slice(0, 4), release, 'crit-1', 'installed')
 
+  // tick() waits for the SLA check, and that for the notifier: what it sends is queued by now.
+  const queuedOrSent = async () => [...await w.console.outbox.list({ webhook: 'sla' }), ...await w.console.outbox.delivered({ webhook: 'sla' })].length
   w.clock.advance(71 * 60 * MIN)
   await w.console.tick()
-  await sleep(200)
+  t.equal(await queuedOrSent(), 0, 'nothing queued for it')
   t.equal(received.length, 0, 'within the 72 h of a critical patch: nothing')
 
   w.clock.advance(2 * 60 * MIN)
@@ -562,6 +565,6 @@ t.test('a patch past its SLA fires sla.breached from the console\'s own tick, on
 
   w.clock.advance(10 * MIN)
   await w.console.tick()
-  await sleep(300)
+  t.equal(await queuedOrSent(), 2, 'nothing more queued')
   t.equal(received.length, 2, 'a later check does not send them again')
 })

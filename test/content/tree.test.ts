@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { buildManifest } from '../../lib/content/source.js'
 import { placementsOf, type Manifest } from '../../lib/content/manifest.js'
 import { checkTree, splitWork, PARALLEL_CHECK_BYTES } from '../../lib/content/tree.js'
+import type { FileCheckJob } from '../../lib/content/check-worker.js'
 
 const CHUNKS = { min: 64 * 1024, avg: 256 * 1024, max: 1024 * 1024 }
 const MiB = 1024 * 1024
@@ -118,9 +119,29 @@ t.test('an empty file and a wholly second-half file: their opening and length ar
   await fs.writeFile(path.join(root, 'sub/z-empty'), 'x')
   t.equal((await checkTree(root, m)).first, 'sub/z-empty: file is 1 bytes, the manifest says 0')
   await fs.rm(path.join(root, 'sub/z-tail'))
-  t.equal((await checkTree(root, m)).first, 'sub/z-empty: file is 1 bytes, the manifest says 0', 'the earlier file\'s problem stays first')
   const gone = await checkTree(root, m)
+  t.equal(gone.first, 'sub/z-empty: file is 1 bytes, the manifest says 0', 'the earlier file\'s problem stays first')
   for (const ci of m.files[at('sub/z-tail')]!.chunks) t.ok(gone.bad.has(ci), `chunk ${ci} of the missing file is bad`)
+})
+
+t.test('a large tree starts one worker; a copy and a small tree start none', async (t) => {
+  const real = await import('../../lib/content/check-worker.js')
+  const jobs: number[] = []
+  const spied = await t.mockImport<typeof import('../../lib/content/tree.js')>('../../lib/content/tree.js', {
+    '../../lib/content/check-worker.js': {
+      ...real,
+      checkInWorker: (work: FileCheckJob[], max: number) => { jobs.push(work.length); return real.checkInWorker(work, max) }
+    }
+  })
+  const { root, m } = await bigTree(t)
+  t.equal((await spied.checkTree(root, m)).first, null)
+  t.same(jobs, [1], 'one worker, given sub/b')
+  const dest = path.join(root, 'out')
+  await fs.mkdir(dest)
+  await spied.checkTree(root, m, { copyTo: dest })
+  const small = await buildManifest(path.join(root, 'a'), CHUNKS)
+  await spied.checkTree(path.join(root, 'a'), small)
+  t.same(jobs, [1], 'none for the copy, none for 21 MiB')
 })
 
 t.test('a copy is checked on this thread and comes out identical', async (t) => {
