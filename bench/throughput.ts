@@ -4,6 +4,9 @@
 // plain hyperswarm connection between two processes (the same number of bytes, 256 KiB writes).
 // Rates are MiB/s (2^20 bytes). `mb_per_s` is the whole fetch (until verified and committed);
 // `chunks_mb_per_s` stops at the last chunk stored (before the commit re-hashes the package).
+// `floor_mb_per_s` and `floor_ratio`: the same node, protocol and scheduler over stores that verify
+// and keep nothing (fixtures/null-store.ts), from a second origin: what the exchange itself costs,
+// apart from hashing, staging writes, LevelDB records and reads. All ratios use the best raw run.
 //
 // BENCH_MIB (default 256) sets the package size; BENCH_ROUNDS (default 2) how many times each side
 // runs (the best is reported); BENCH_PROF=dir writes CPU profiles of the peers there. Experiments:
@@ -53,9 +56,9 @@ async function raw (w: World, bytes: number): Promise<{ ms: number, cpuMs: numbe
 
 interface Ours { ms: number, chunksMs: number, firstChunkMs: number, receiverCpuMs: number, originCpuMs: number, chunks: number }
 
-async function ours (w: World, origin: PeerProcess, round: number): Promise<Ours> {
+async function ours (w: World, origin: PeerProcess, name: string, nullStore = false): Promise<Ours> {
   const pipeline = Number(process.env.BENCH_PIPELINE ?? 0) // an experiment: the scheduler's maxPipeline
-  const rx = await w.peer(`rx-${round}`, { control: true, progressEvery: 1e9, ...(pipeline ? { node: { maxPipeline: pipeline } } : {}) })
+  const rx = await w.peer(name, { control: true, progressEvery: 1e9, nullStore, ...(pipeline ? { node: { maxPipeline: pipeline } } : {}) })
   await rx.event('ready', 60_000)
   if (!await until(() => openPeers(rx) >= 1 && openPeers(origin) >= 1, 15_000)) throw new Error('the receiver did not connect to the origin')
   origin.events.length = 0
@@ -92,10 +95,22 @@ export async function run (): Promise<BenchResult> {
       const r = await raw(w, size)
       rawMs.push(r.ms)
       rawCpu.push(r.cpuMs / r.ms)
-      runs.push(await ours(w, origin, i))
+      runs.push(await ours(w, origin, `rx-${i}`))
     }
-    const best = runs.reduce((a, b) => (b.ms < a.ms ? b : a))
-    const baseMs = Math.min(...rawMs)
+    // The floor, from an origin with a null store (the real one leaves: both would serve).
+    await origin.stop()
+    const nullOrigin = await w.peer('null-origin', { role: 'origin', seedFrom: w.source, control: true, nullStore: true })
+    await nullOrigin.event('seeding', 60_000)
+    const floorRawMs: number[] = []
+    const floors: Ours[] = []
+    for (let i = 0; i < rounds; i++) {
+      floorRawMs.push((await raw(w, size)).ms)
+      floors.push(await ours(w, nullOrigin, `null-rx-${i}`, true))
+    }
+    const fastest = (list: Ours[]) => list.reduce((a, b) => (b.ms < a.ms ? b : a))
+    const best = fastest(runs)
+    const floor = fastest(floors)
+    const baseMs = Math.min(...rawMs, ...floorRawMs)
     const mbps = (ms: number) => round(size / MiB / (ms / 1000), 1)
     return {
       bench: 'throughput',
@@ -120,6 +135,10 @@ export async function run (): Promise<BenchResult> {
       all_baseline_mb_per_s: rawMs.map(mbps).join(' '),
       // Each round runs the baseline right before ours: their ratio is less exposed to other load.
       paired_ratios: runs.map((r, i) => round(rawMs[i]! / r.ms, 2)).join(' '),
+      floor_mb_per_s: mbps(floor.ms),
+      floor_ratio: round(baseMs / floor.ms, 2),
+      floor_paired_ratios: floors.map((r, i) => round(floorRawMs[i]! / r.ms, 2)).join(' '),
+      floor_cpu_ms_per_mib: floors.map((r) => round((r.receiverCpuMs + r.originCpuMs) / (size / MiB), 1)).join(' '),
       load_avg_1m: round(os.loadavg()[0]!, 1)
     }
   } finally {

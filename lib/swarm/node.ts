@@ -1,13 +1,14 @@
 // A swarm node: joins its organisation's topic, checks every peer's enrollment certificate, serves
 // the chunks it holds (complete packages and ones still arriving) and fetches packages chunk by
-// chunk with the scheduler. Every chunk is verified against the manifest before it is stored,
-// and re-hashed before it is served; a peer that sends a bad one is banned for a while.
+// chunk with the scheduler. Its store (a PackageStore) verifies every chunk against the manifest
+// before keeping it and re-hashes it before it is served; a peer that sends a bad one is banned
+// for a while.
 import { EventEmitter } from 'node:events'
 import type Hyperswarm from 'hyperswarm'
 import type { SwarmConnection, PeerDiscovery } from 'hyperswarm'
 import { PatchswarmError } from '../errors.js'
 import { type KeyPair, keyIdOf } from '../crypto/keys.js'
-import type { PackageStore, PackageReceive, Manifest } from '../content/index.js'
+import type { PackageReceive, PackageReader, Manifest } from '../content/index.js'
 import { manifestDigest } from '../content/index.js'
 import { type RootDocument, type PeerIdentity, parseEnvelope, verifyCertificate, isWithinTenant } from '../trust/index.js'
 import { createSwarm, destroySwarm, organisationTopic, type Bootstrap } from './transport.js'
@@ -20,6 +21,18 @@ import { BufferPool, Turns } from './buffer-pool.js'
 import type { Courtesy } from './courtesy.js'
 import type { Accounting, TrafficSource } from './accounting.js'
 
+/**
+ * What a node asks of its store. PackageStore is the one to use; bench/throughput also runs the
+ * node over a store that verifies and keeps nothing, to show what the protocol alone costs.
+ */
+export interface NodeStore {
+  has (digest: string): Promise<boolean>
+  receive (manifest: Manifest): Promise<NodeReceive>
+  reader (digest: string): Promise<NodeReader>
+}
+export type NodeReceive = Pick<PackageReceive, 'committed' | 'progress' | 'failure' | 'hasChunk' | 'readChunk' | 'putChunk' | 'commit'>
+export type NodeReader = Pick<PackageReader, 'manifest' | 'readChunk' | 'close'>
+
 export interface SwarmNodeOptions {
   /** This node's identity; its public key is what its certificate names. */
   keyPair: KeyPair
@@ -27,7 +40,7 @@ export interface SwarmNodeOptions {
   certificate: Uint8Array
   /** The root we trust right now (it may rotate while the node runs). */
   root: () => RootDocument
-  store: PackageStore
+  store: NodeStore
   bootstrap: Bootstrap
   host?: string
   /** False when this node is directly reachable (no NAT): peers connect without hole-punching. */
@@ -78,7 +91,7 @@ export interface FetchResult {
 interface Download {
   digest: string
   manifest: Manifest
-  rx: PackageReceive
+  rx: NodeReceive
   /** What peers are served from while the package arrives (built once, not per request). */
   source: Source
   sched: ChunkScheduler
@@ -470,7 +483,7 @@ export class SwarmNode extends EventEmitter {
 
   // ── fetching ────────────────────────────────────────────────────────────────────────────
 
-  private newScheduler (manifest: Manifest, rx: PackageReceive): ChunkScheduler {
+  private newScheduler (manifest: Manifest, rx: NodeReceive): ChunkScheduler {
     const missing: number[] = []
     manifest.chunks.forEach((_, i) => { if (!rx.hasChunk(i)) missing.push(i) })
     return new ChunkScheduler({ chunkSizes: manifest.chunks.map((c) => c.size), missing, selfId: this.keyid, now: this.now, ...this.opts.scheduler })
