@@ -52,6 +52,15 @@ async function chunkBytes (root: string, m: Manifest) {
   return out
 }
 
+/** A store, a source tree (makeSource with `size`), its manifest and its chunks' bytes by hash. */
+async function setupWithSource (t: any, size?: number) {
+  const { dir, store } = await setup(t)
+  const src = path.join(dir, 'src')
+  await makeSource(src, size)
+  const manifest = await buildManifest(src, SMALL)
+  return { dir, store, src, manifest, bytes: await chunkBytes(src, manifest) }
+}
+
 t.test('import, list, checkout byte-identical and read-only, verify, remove', async (t) => {
   const { dir, store } = await setup(t)
   const src = path.join(dir, 'src')
@@ -83,11 +92,7 @@ t.test('import, list, checkout byte-identical and read-only, verify, remove', as
 })
 
 t.test('receive out of order and concurrently; bad chunks refused, nothing written', async (t) => {
-  const { dir, store } = await setup(t)
-  const src = path.join(dir, 'src')
-  await makeSource(src)
-  const manifest = await buildManifest(src, SMALL)
-  const bytes = await chunkBytes(src, manifest)
+  const { dir, store, src, manifest, bytes } = await setupWithSource(t)
   const rx = await store.receive(manifest)
   t.equal(await store.receive(manifest), rx, 'one receive per package')
   const missing = rx.missing()
@@ -153,11 +158,7 @@ t.test('close and reopen mid-receive: only missing chunks, staged ones re-verifi
 })
 
 t.test('a staged chunk that rots before commit is caught by commit', async (t) => {
-  const { dir, store } = await setup(t)
-  const src = path.join(dir, 'src')
-  await makeSource(src, 100_000)
-  const manifest = await buildManifest(src, SMALL)
-  const bytes = await chunkBytes(src, manifest)
+  const { dir, store, manifest, bytes } = await setupWithSource(t, 100_000)
   const rx = await store.receive(manifest)
   for (const h of rx.missing()) await rx.putChunk(h, bytes.get(h)!)
   const f = path.join(dir, 'store/staging', rx.digest, 'files/data')
@@ -171,11 +172,7 @@ t.test('a staged chunk that rots before commit is caught by commit', async (t) =
 })
 
 t.test('staged chunks are recorded at once and synced within about a second, also when they stop coming', async (t) => {
-  const { dir, store } = await setup(t)
-  const src = path.join(dir, 'src')
-  await makeSource(src)
-  const manifest = await buildManifest(src, SMALL)
-  const bytes = await chunkBytes(src, manifest)
+  const { store, manifest, bytes } = await setupWithSource(t)
   const calls: Array<{ at: number, n: number, sync: boolean }> = []
   const mark = store.db.markStaged.bind(store.db)
   store.db.markStaged = async (digest, hashes, opts) => {
@@ -221,11 +218,7 @@ t.test('staged chunks are recorded at once and synced within about a second, als
 })
 
 t.test('a failed sync ends the receive; the store starts a new one, which keeps what verifies', async (t) => {
-  const { dir, store } = await setup(t)
-  const src = path.join(dir, 'src')
-  await makeSource(src)
-  const manifest = await buildManifest(src, SMALL)
-  const bytes = await chunkBytes(src, manifest)
+  const { dir, store, manifest, bytes } = await setupWithSource(t)
   // Every file handle's datasync fails (EIO), as a dying disk's would, until restored.
   const probe = await fs.open(path.join(dir, 'probe'), 'w')
   const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
